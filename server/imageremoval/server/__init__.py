@@ -1,0 +1,1 @@
+"""The imageremoval server: removes containerd images with Docker's semantics over gRPC."""

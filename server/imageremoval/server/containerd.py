@@ -1,0 +1,286 @@
+"""The one adapter over containerd's gRPC stubs: adds the namespace header and maps containerd's errors."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
+from imageremoval.gen.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from imageremoval.gen.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+from imageremoval.gen.containerd.services.events.v1 import events_pb2, events_pb2_grpc
+from imageremoval.gen.containerd.services.images.v1 import images_pb2, images_pb2_grpc
+from imageremoval.gen.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
+from imageremoval.gen.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
+from imageremoval.gen.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+from imageremoval.gen.containerd.services.version.v1 import version_pb2_grpc
+from imageremoval.gen.containerd.types import descriptor_pb2
+from imageremoval.gen.containerd.types.task import task_pb2
+from imageremoval.gen.v1 import image_removal_pb2
+
+from .errors import (
+    AlreadyExistsInContainerd,
+    ContainerdFailed,
+    ContainerdUnavailable,
+    DeadlineExceeded,
+    NotFoundInContainerd,
+)
+from .model import ContainerRecord, ContentInfo, Descriptor, ImageRecord, TaskState
+
+NAMESPACE_HEADER = "containerd-namespace"
+LEASE_HEADER = "containerd-lease"
+TOPIC_UNTAG = "/imageremoval/untag"
+TOPIC_DELETE = "/imageremoval/delete"
+MAX_METADATA_BLOB = 4 * 1024 * 1024  # indexes, manifests and configs are small; refuse to buffer more
+_RUNNING_STATES = frozenset({task_pb2.Status.RUNNING, task_pb2.Status.PAUSED, task_pb2.Status.PAUSING})
+
+_T = TypeVar("_T")
+
+
+def _to_descriptor(message: descriptor_pb2.Descriptor) -> Descriptor:
+    return Descriptor(
+        media_type=message.media_type,
+        digest=message.digest,
+        size=message.size,
+        annotations=dict(message.annotations),
+    )
+
+
+def _from_descriptor(descriptor: Descriptor) -> descriptor_pb2.Descriptor:
+    return descriptor_pb2.Descriptor(
+        media_type=descriptor.media_type,
+        digest=descriptor.digest,
+        size=descriptor.size,
+        annotations=dict(descriptor.annotations),
+    )
+
+
+def _to_image(message: images_pb2.Image) -> ImageRecord:
+    return ImageRecord(name=message.name, target=_to_descriptor(message.target), labels=dict(message.labels))
+
+
+def _translate(exc: grpc.aio.AioRpcError, what: str) -> Exception:
+    """containerd's status codes -> our errors; the only place that reads them."""
+    code = exc.code()
+    detail = exc.details() or ""
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFoundInContainerd(f"{what}: {detail}")
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return AlreadyExistsInContainerd(f"{what}: {detail}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ContainerdUnavailable(f"containerd is unavailable ({what}): {detail}", {"operation": what})
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"deadline exceeded waiting for containerd ({what})", {"operation": what})
+    return ContainerdFailed(
+        f"containerd failed ({what}): {code.name}: {detail}", {"operation": what, "containerdCode": code.name}
+    )
+
+
+class ContainerdClient:
+    """Typed, namespaced calls to the containerd services the removal needs."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, call_timeout: float = 60.0) -> None:
+        self._channel = channel
+        self._timeout = call_timeout
+        self._images = images_pb2_grpc.ImagesStub(channel)
+        self._content = content_pb2_grpc.ContentStub(channel)
+        self._leases = leases_pb2_grpc.LeasesStub(channel)
+        self._containers = containers_pb2_grpc.ContainersStub(channel)
+        self._tasks = tasks_pb2_grpc.TasksStub(channel)
+        self._events = events_pb2_grpc.EventsStub(channel)
+        self._version = version_pb2_grpc.VersionStub(channel)
+        self._snapshots = snapshots_pb2_grpc.SnapshotsStub(channel)
+
+    @classmethod
+    def connect(
+        cls,
+        address: str,
+        *,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None,
+        call_timeout: float = 60.0,
+    ) -> ContainerdClient:
+        """Open one channel to containerd's unix socket, shared by every call."""
+        target = address if address.startswith("unix:") else f"unix://{address}"
+        channel = grpc.aio.insecure_channel(
+            target,
+            interceptors=interceptors,
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+        )
+        return cls(channel, call_timeout=call_timeout)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close(None)
+
+    def _metadata(self, namespace: str, lease: str | None = None) -> tuple[tuple[str, str], ...]:
+        if lease:
+            return ((NAMESPACE_HEADER, namespace), (LEASE_HEADER, lease))
+        return ((NAMESPACE_HEADER, namespace),)
+
+    async def _call(
+        self, what: str, call: Any, request: Any, namespace: str, lease: str | None = None
+    ) -> Any:
+        try:
+            return await call(request, metadata=self._metadata(namespace, lease), timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, what) from None
+
+    async def version(self) -> str:
+        """containerd's version; also the health probe."""
+        try:
+            reply = await self._version.Version(empty_pb2.Empty(), timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, "version") from None
+        return str(reply.version)
+
+    # Images
+
+    async def get_image(self, namespace: str, name: str) -> ImageRecord:
+        """The record with exactly this name; NotFoundInContainerd if none."""
+        reply = await self._call(
+            "images.get", self._images.Get, images_pb2.GetImageRequest(name=name), namespace
+        )
+        return _to_image(reply.image)
+
+    async def list_images(self, namespace: str, filters: Iterable[str] = ()) -> list[ImageRecord]:
+        """Records matching any of the filters (containerd ORs them); all records when none."""
+        request = images_pb2.ListImagesRequest(filters=list(filters))
+        reply = await self._call("images.list", self._images.List, request, namespace)
+        return [_to_image(image) for image in reply.images]
+
+    async def create_image(self, namespace: str, record: ImageRecord) -> None:
+        """Create a record; AlreadyExistsInContainerd if the name is taken."""
+        image = images_pb2.Image(
+            name=record.name, target=_from_descriptor(record.target), labels=dict(record.labels)
+        )
+        await self._call(
+            "images.create", self._images.Create, images_pb2.CreateImageRequest(image=image), namespace
+        )
+
+    async def delete_image(self, namespace: str, name: str, target: Descriptor | None, *, sync: bool) -> None:
+        """Delete a record; with target, containerd 1.7+ deletes only if it still points there."""
+        request = images_pb2.DeleteImageRequest(name=name, sync=sync)
+        if target is not None:
+            request.target.CopyFrom(_from_descriptor(target))
+        await self._call("images.delete", self._images.Delete, request, namespace)
+
+    # Content
+
+    async def content_info(self, namespace: str, digest: str) -> ContentInfo:
+        """A blob's size and labels; NotFoundInContainerd if the store lacks it."""
+        reply = await self._call(
+            "content.info", self._content.Info, content_pb2.InfoRequest(digest=digest), namespace
+        )
+        return ContentInfo(digest=reply.info.digest, size=reply.info.size, labels=dict(reply.info.labels))
+
+    async def read_blob(self, namespace: str, digest: str, size_limit: int = MAX_METADATA_BLOB) -> bytes:
+        """A whole small blob (index, manifest, config)."""
+        chunks: list[bytes] = []
+        total = 0
+        request = content_pb2.ReadContentRequest(digest=digest)
+        try:
+            stream = self._content.Read(request, metadata=self._metadata(namespace), timeout=self._timeout)
+            async for reply in stream:
+                total += len(reply.data)
+                if total > size_limit:
+                    stream.cancel()
+                    raise ContainerdFailed(
+                        f"blob {digest} is larger than {size_limit} bytes", {"digest": digest}
+                    )
+                chunks.append(reply.data)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, "content.read") from None
+        return b"".join(chunks)
+
+    async def list_content(self, namespace: str, filters: Iterable[str]) -> list[ContentInfo]:
+        """Blobs matching any filter, e.g. `labels."containerd.io/gc.ref.content.config"==<digest>`."""
+        request = content_pb2.ListContentRequest(filters=list(filters))
+        found: list[ContentInfo] = []
+        try:
+            stream = self._content.List(request, metadata=self._metadata(namespace), timeout=self._timeout)
+            async for reply in stream:
+                found.extend(
+                    ContentInfo(digest=info.digest, size=info.size, labels=dict(info.labels))
+                    for info in reply.info
+                )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, "content.list") from None
+        return found
+
+    async def update_content_labels(self, namespace: str, digest: str, labels: Mapping[str, str]) -> None:
+        """Set or (with an empty value) remove exactly these labels of a blob."""
+        info = content_pb2.Info(digest=digest, labels={k: v for k, v in labels.items() if v})
+        mask = field_mask_pb2.FieldMask(paths=[f"labels.{key}" for key in labels])
+        request = content_pb2.UpdateRequest(info=info, update_mask=mask)
+        await self._call("content.update", self._content.Update, request, namespace)
+
+    # Containers and tasks
+
+    async def list_containers(self, namespace: str) -> list[ContainerRecord]:
+        """Every container in the namespace."""
+        reply = await self._call(
+            "containers.list", self._containers.List, containers_pb2.ListContainersRequest(), namespace
+        )
+        return [
+            ContainerRecord(
+                id=c.id,
+                image=c.image,
+                snapshotter=c.snapshotter,
+                snapshot_key=c.snapshot_key,
+                labels=dict(c.labels),
+            )
+            for c in reply.containers
+        ]
+
+    async def task_states(self, namespace: str) -> dict[str, TaskState]:
+        """The state of every task in the namespace, by container ID (no entry: no task)."""
+        reply = await self._call("tasks.list", self._tasks.List, tasks_pb2.ListTasksRequest(), namespace)
+        return {
+            process.id: TaskState.RUNNING if process.status in _RUNNING_STATES else TaskState.STOPPED
+            for process in reply.tasks
+        }
+
+    async def snapshot_parent(self, namespace: str, snapshotter: str, key: str) -> str:
+        """The parent of a container's snapshot: the chain ID of the image layers it was created on."""
+        request = snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key)
+        reply = await self._call("snapshots.stat", self._snapshots.Stat, request, namespace)
+        return str(reply.info.parent)
+
+    # Leases and garbage collection
+
+    @contextlib.asynccontextmanager
+    async def temporary_lease(self, namespace: str) -> AsyncIterator[str]:
+        """A lease for the duration of a block; deleted synchronously at the end, which runs a GC pass."""
+        lease_id = f"imageremoval-{uuid.uuid4().hex}"
+        request = leases_pb2.CreateRequest(id=lease_id)
+        await self._call("leases.create", self._leases.Create, request, namespace)
+        try:
+            yield lease_id
+        finally:
+            await self._call(
+                "leases.delete",
+                self._leases.Delete,
+                leases_pb2.DeleteRequest(id=lease_id, sync=True),
+                namespace,
+            )
+
+    # Events
+
+    async def publish_untag(self, namespace: str, image_id: str, name: str) -> None:
+        """Publish `/imageremoval/untag` with an imageremoval.v1.ImageUntagged payload."""
+        await self._publish(
+            namespace, TOPIC_UNTAG, image_removal_pb2.ImageUntagged(image_id=image_id, name=name)
+        )
+
+    async def publish_delete(self, namespace: str, image_id: str) -> None:
+        """Publish `/imageremoval/delete` with an imageremoval.v1.ImageDeleted payload."""
+        await self._publish(namespace, TOPIC_DELETE, image_removal_pb2.ImageDeleted(image_id=image_id))
+
+    async def _publish(self, namespace: str, topic: str, payload: Any) -> None:
+        event = any_pb2.Any()
+        event.Pack(payload)
+        request = events_pb2.PublishRequest(topic=topic, event=event)
+        await self._call("events.publish", self._events.Publish, request, namespace)

@@ -1,0 +1,161 @@
+"""Typed domain errors: every failure the removal can report, with its stable reason and metadata."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+DOMAIN = "imageremoval.v1"
+
+
+class ErrorKind(enum.Enum):
+    """What kind of failure this is; the transport maps each kind to one gRPC status code."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    INTERNAL = "INTERNAL"
+
+
+class Reason(enum.StrEnum):
+    """The stable UPPER_SNAKE reasons clients match on (google.rpc.ErrorInfo.reason)."""
+
+    INVALID_REFERENCE = "INVALID_REFERENCE"
+    AMBIGUOUS_REFERENCE = "AMBIGUOUS_REFERENCE"
+    INVALID_NAMESPACE = "INVALID_NAMESPACE"
+    INVALID_PLATFORM = "INVALID_PLATFORM"
+    FORCE_REQUIRED = "FORCE_REQUIRED"
+    IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
+    PLATFORM_NOT_FOUND = "PLATFORM_NOT_FOUND"
+    IMAGE_CONFLICT = "IMAGE_CONFLICT"
+    IMAGE_CHANGED = "IMAGE_CHANGED"
+    CONTAINERD_UNAVAILABLE = "CONTAINERD_UNAVAILABLE"
+    CONTAINERD_ERROR = "CONTAINERD_ERROR"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    INTERNAL = "INTERNAL"
+
+
+class Conflict(enum.StrEnum):
+    """Why an image cannot be deleted (ErrorInfo metadata `conflict`)."""
+
+    RUNNING_CONTAINER = "RUNNING_CONTAINER"
+    STOPPED_CONTAINER = "STOPPED_CONTAINER"
+    MULTIPLE_REFERENCES = "MULTIPLE_REFERENCES"
+
+
+class RemovalError(Exception):
+    """A failure with a kind, a stable reason, a human message and machine-readable metadata."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+    reason: Reason = Reason.INTERNAL
+
+    def __init__(self, message: str, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class InvalidArgument(RemovalError):
+    """The request is malformed; retrying it unchanged cannot succeed."""
+
+    kind = ErrorKind.INVALID_ARGUMENT
+
+    def __init__(self, reason: Reason, message: str, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message, metadata)
+        self.reason = reason
+
+
+class ImageNotFound(RemovalError):
+    """No image matches the reference (Docker: `No such image: <ref>`)."""
+
+    kind = ErrorKind.NOT_FOUND
+    reason = Reason.IMAGE_NOT_FOUND
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"No such image: {reference}", {"reference": reference})
+
+
+class PlatformNotFound(RemovalError):
+    """A requested platform is not present in the image."""
+
+    kind = ErrorKind.NOT_FOUND
+    reason = Reason.PLATFORM_NOT_FOUND
+
+    def __init__(self, reference: str, platform: str, image_id: str) -> None:
+        super().__init__(
+            f"No such image: {reference} (platform {platform} is not present)",
+            {"reference": reference, "platform": platform, "imageId": image_id},
+        )
+
+
+class ImageConflict(RemovalError):
+    """Something still uses the image; Docker's wording, with the conflict in metadata."""
+
+    kind = ErrorKind.FAILED_PRECONDITION
+    reason = Reason.IMAGE_CONFLICT
+
+    def __init__(
+        self,
+        *,
+        reference: str,
+        conflict: Conflict,
+        forceable: bool,
+        image_id: str,
+        detail: str,
+        container: str = "",
+    ) -> None:
+        how = "must be forced" if forceable else "cannot be forced"
+        metadata = {
+            "conflict": conflict.value,
+            "forceable": "true" if forceable else "false",
+            "imageId": image_id,
+            "reference": reference,
+        }
+        if container:
+            metadata["container"] = container
+        super().__init__(f"conflict: unable to delete {reference} ({how}) - {detail}", metadata)
+        self.conflict = conflict
+        self.forceable = forceable
+        self.container = container
+        self.image_id = image_id
+
+
+class ImageChanged(RemovalError):
+    """The image's records moved while we were removing it; nothing more was changed."""
+
+    kind = ErrorKind.ABORTED
+    reason = Reason.IMAGE_CHANGED
+
+
+class ContainerdUnavailable(RemovalError):
+    """containerd did not answer; safe to retry."""
+
+    kind = ErrorKind.UNAVAILABLE
+    reason = Reason.CONTAINERD_UNAVAILABLE
+
+
+class ContainerdFailed(RemovalError):
+    """containerd answered with an error we did not expect."""
+
+    kind = ErrorKind.INTERNAL
+    reason = Reason.CONTAINERD_ERROR
+
+
+class DeadlineExceeded(RemovalError):
+    """The caller's deadline ran out before containerd answered."""
+
+    kind = ErrorKind.DEADLINE_EXCEEDED
+    reason = Reason.DEADLINE_EXCEEDED
+
+
+class NotFoundInContainerd(Exception):
+    """The adapter's not-found: the domain decides whether it is an error."""
+
+
+class AlreadyExistsInContainerd(Exception):
+    """The adapter's already-exists: the domain decides whether it is an error."""

@@ -1,0 +1,39 @@
+"""gRPC transport for ImageRemovalService: validate, call the domain, convert. No policy lives here."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from imageremoval.gen.v1 import image_removal_pb2 as pb
+from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
+
+from .converters import to_request, to_response
+from .errors import RemovalError
+from .removal import ImageRemover
+from .status import abort
+
+_log = logging.getLogger(__name__)
+
+
+class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
+    """Serves RemoveImage; every failure ends as a status with an ErrorInfo, never as UNKNOWN."""
+
+    def __init__(self, remover: ImageRemover, default_namespace: str) -> None:
+        self._remover = remover
+        self._default_namespace = default_namespace
+
+    async def RemoveImage(  # noqa: N802 - the name is the RPC's
+        self, request: pb.RemoveImageRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.RemoveImageResponse:
+        try:
+            items = await self._remover.remove(to_request(request, self._default_namespace))
+        except RemovalError as error:
+            _log.info("removal refused: %s", error.message, extra={"reason": error.reason.value})
+            await abort(context, error)
+            raise  # abort raised already; this keeps type checkers honest
+        except Exception:
+            _log.exception("removal failed unexpectedly")
+            await abort(context, RemovalError("internal error; see the server log"))
+            raise
+        return to_response(items)

@@ -1,0 +1,41 @@
+"""Span names and attribute keys in one place, so the removal, the tests and the docs agree on them."""
+
+from __future__ import annotations
+
+TRACER_NAME = "imageremoval"
+
+# One span per removal phase, children of the RPC's server span.
+SPAN_RESOLVE = "resolve"
+SPAN_WALK = "walk"
+SPAN_CHECK_CONFLICTS = "check-conflicts"
+SPAN_DELETE = "delete"
+SPAN_PRUNE_PARENTS = "prune-parents"
+SPAN_RELEASE_SNAPSHOTS = "release-snapshots"
+SPAN_EVENTS = "events"
+PHASES = (
+    SPAN_RESOLVE,
+    SPAN_WALK,
+    SPAN_CHECK_CONFLICTS,
+    SPAN_DELETE,
+    SPAN_PRUNE_PARENTS,
+    SPAN_RELEASE_SNAPSHOTS,
+    SPAN_EVENTS,
+)
+
+ATTR_NAMESPACE = "imageremoval.namespace"
+ATTR_REFERENCE = "imageremoval.reference"
+ATTR_IMAGE_ID = "imageremoval.image_id"
+ATTR_FORCE = "imageremoval.force"
+ATTR_ACTION = "imageremoval.action"  # untag, delete, soft-untag or platforms
+ATTR_REFERENCES = "imageremoval.references.count"
+ATTR_BLOBS_WALKED = "imageremoval.blobs.count"
+ATTR_BYTES = "imageremoval.image.bytes"
+ATTR_CONTAINERS_CHECKED = "imageremoval.containers.count"
+ATTR_ITEMS = "imageremoval.items.count"
+ATTR_PARENTS = "imageremoval.parents.count"
+ATTR_CONFIGS_RELEASED = "imageremoval.configs_released.count"
+ATTR_EVENTS = "imageremoval.events.count"
+ATTR_OUTCOME = "imageremoval.outcome"
+ATTR_REASON = "imageremoval.error.reason"
+
+EVENT_REFUSED = "imageremoval.refused"
