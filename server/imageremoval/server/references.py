@@ -111,8 +111,7 @@ def parse_name(text: str) -> NameReference:
         raise InvalidArgument(
             Reason.INVALID_REFERENCE, f"invalid reference format: {detail}", {"reference": _clip(text)}
         ) from None
-    except (ValueError, TypeError, IndexError) as exc:
-        # The library raises plain errors for some malformed inputs; they are still bad input.
+    except Exception as exc:
         raise InvalidArgument(
             Reason.INVALID_REFERENCE, f"invalid reference format: {exc}", {"reference": _clip(text)}
         ) from None
@@ -140,7 +139,7 @@ def parse_stored_name(name: str) -> NameReference | None:
         return None
     try:
         parsed = _LibraryReference.parse_normalized_named(name)
-    except (_LibraryInvalidReference, ValueError, TypeError, IndexError):
+    except Exception:
         return None
     tag = parsed["tag"]
     digest = parsed["digest"]

@@ -335,6 +335,8 @@ class ImageRemover:
             with self._phase(t.SPAN_RELEASE_SNAPSHOTS, request) as span:
                 released = await self._release_snapshots(namespace, content)
                 span.set_attribute(t.ATTR_CONFIGS_RELEASED, released)
+                if released:
+                    await self._collect_garbage(namespace)
 
     def _check_conflicts(
         self,
@@ -547,6 +549,14 @@ class ImageRemover:
             except (RemovalError, NotFoundInContainerd) as exc:
                 _log.warning("release-snapshots failed for %s: %s", config, exc)
         return released
+
+    async def _collect_garbage(self, namespace: str) -> None:
+        """One more collection pass, so released snapshots are freed before the call returns."""
+        try:
+            async with self._client.temporary_lease(namespace):
+                pass  # deleting the lease synchronously runs the pass
+        except RemovalError as exc:
+            _log.warning("release-snapshots: garbage collection failed: %s", exc.message)
 
     # platforms (A5, B3)
 

@@ -1,0 +1,309 @@
+"""Sync and asyncio clients for ImageRemovalService, with retries on UNAVAILABLE and typed errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Final, Self
+
+import grpc
+from imageremoval.gen.v1 import image_removal_pb2
+
+from ._errors import ImageRemovalError, from_rpc_error
+from ._model import Platform, RemovedItem
+
+DEFAULT_TARGET: Final = "127.0.0.1:50051"
+DEFAULT_TIMEOUT: Final = 60.0
+
+_SERVICE: Final = "imageremoval.v1.ImageRemovalService"
+_REMOVE_IMAGE: Final = f"/{_SERVICE}/RemoveImage"
+
+# Retry only UNAVAILABLE: the server refuses before changing anything, so that is the one safe code.
+SERVICE_CONFIG: Final[str] = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": _SERVICE, "method": "RemoveImage"}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    },
+    indent=2,
+)
+
+CHANNEL_OPTIONS: Final[tuple[tuple[str, str | int], ...]] = (
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", SERVICE_CONFIG),
+)
+
+Result = tuple[str, list[RemovedItem] | ImageRemovalError]
+
+
+def _request(
+    image: str,
+    *,
+    namespace: str,
+    force: bool,
+    no_prune: bool,
+    platforms: Sequence[Platform],
+    allow_missing: bool,
+    async_gc: bool,
+) -> image_removal_pb2.RemoveImageRequest:
+    return image_removal_pb2.RemoveImageRequest(
+        image=image,
+        namespace=namespace,
+        force=force,
+        no_prune=no_prune,
+        platforms=[
+            image_removal_pb2.Platform(os=p.os, architecture=p.architecture, variant=p.variant)
+            for p in platforms
+        ],
+        allow_missing=allow_missing,
+        async_gc=async_gc,
+    )
+
+
+def _items(response: image_removal_pb2.RemoveImageResponse) -> list[RemovedItem]:
+    items: list[RemovedItem] = []
+    for item in response.items:
+        which = item.WhichOneof("item")
+        if which == "untagged":
+            items.append(RemovedItem("untagged", item.untagged))
+        elif which == "deleted":
+            items.append(RemovedItem("deleted", item.deleted))
+        # An item with neither (a newer server's kind) is skipped rather than misreported.
+    return items
+
+
+class ImageRemovalClient:
+    """Blocking client: `remove` one image or `remove_many` in order, like `docker rmi`.
+
+    A channel passed in is used as is (its options are the caller's) and is not closed by `close`.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        channel: grpc.Channel | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._owns_channel = channel is None
+        self._channel = (
+            channel if channel is not None else grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        )
+        self._timeout = timeout
+        self._closed = False
+        self._remove_image: grpc.UnaryUnaryMultiCallable[
+            image_removal_pb2.RemoveImageRequest, image_removal_pb2.RemoveImageResponse
+        ] = self._channel.unary_unary(
+            _REMOVE_IMAGE,
+            request_serializer=image_removal_pb2.RemoveImageRequest.SerializeToString,
+            response_deserializer=image_removal_pb2.RemoveImageResponse.FromString,
+        )
+
+    def remove(
+        self,
+        image: str,
+        *,
+        namespace: str = "",
+        force: bool = False,
+        no_prune: bool = False,
+        platforms: Sequence[Platform] = (),
+        allow_missing: bool = False,
+        async_gc: bool = False,
+        timeout: float | None = None,
+    ) -> list[RemovedItem]:
+        """Remove one image; the untagged names and deleted IDs in order. Raises ImageRemovalError."""
+        request = _request(
+            image,
+            namespace=namespace,
+            force=force,
+            no_prune=no_prune,
+            platforms=platforms,
+            allow_missing=allow_missing,
+            async_gc=async_gc,
+        )
+        if self._closed:
+            raise RuntimeError("ImageRemovalClient is closed")
+        try:
+            response = self._remove_image(request, timeout=self._timeout if timeout is None else timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return _items(response)
+
+    def remove_many(
+        self,
+        images: Sequence[str],
+        *,
+        namespace: str = "",
+        force: bool = False,
+        no_prune: bool = False,
+        platforms: Sequence[Platform] = (),
+        allow_missing: bool = False,
+        async_gc: bool = False,
+        timeout: float | None = None,
+    ) -> list[Result]:
+        """Remove each image in turn; one (image, items or error) per image, errors captured."""
+        results: list[Result] = []
+        for image in images:
+            try:
+                items = self.remove(
+                    image,
+                    namespace=namespace,
+                    force=force,
+                    no_prune=no_prune,
+                    platforms=platforms,
+                    allow_missing=allow_missing,
+                    async_gc=async_gc,
+                    timeout=timeout,
+                )
+            except ImageRemovalError as error:
+                results.append((image, error))
+            else:
+                results.append((image, items))
+        return results
+
+    def close(self) -> None:
+        """Close the channel if this client opened it; later calls raise RuntimeError."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncImageRemovalClient:
+    """asyncio client (grpc.aio) with the same methods as ImageRemovalClient, awaited.
+
+    The channel is opened on first use, so the client may be built outside a running event loop.
+    A channel passed in is used as is (its options are the caller's) and is not closed by `close`.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        channel: grpc.aio.Channel | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._target = target
+        self._owns_channel = channel is None
+        self._channel = channel
+        self._timeout = timeout
+        self._remove_image: (
+            grpc.aio.UnaryUnaryMultiCallable[
+                image_removal_pb2.RemoveImageRequest, image_removal_pb2.RemoveImageResponse
+            ]
+            | None
+        ) = None
+        self._closed = False
+
+    def _callable(
+        self,
+    ) -> grpc.aio.UnaryUnaryMultiCallable[
+        image_removal_pb2.RemoveImageRequest, image_removal_pb2.RemoveImageResponse
+    ]:
+        if self._closed:
+            raise RuntimeError("AsyncImageRemovalClient is closed")
+        if self._remove_image is None:
+            if self._channel is None:
+                self._channel = grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+            self._remove_image = self._channel.unary_unary(
+                _REMOVE_IMAGE,
+                request_serializer=image_removal_pb2.RemoveImageRequest.SerializeToString,
+                response_deserializer=image_removal_pb2.RemoveImageResponse.FromString,
+            )
+        return self._remove_image
+
+    async def remove(
+        self,
+        image: str,
+        *,
+        namespace: str = "",
+        force: bool = False,
+        no_prune: bool = False,
+        platforms: Sequence[Platform] = (),
+        allow_missing: bool = False,
+        async_gc: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
+    ) -> list[RemovedItem]:
+        """Remove one image; the untagged names and deleted IDs in order. Raises ImageRemovalError."""
+        request = _request(
+            image,
+            namespace=namespace,
+            force=force,
+            no_prune=no_prune,
+            platforms=platforms,
+            allow_missing=allow_missing,
+            async_gc=async_gc,
+        )
+        call = self._callable()
+        try:
+            response = await call(request, timeout=self._timeout if timeout is None else timeout)
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        return _items(response)
+
+    async def remove_many(
+        self,
+        images: Sequence[str],
+        *,
+        namespace: str = "",
+        force: bool = False,
+        no_prune: bool = False,
+        platforms: Sequence[Platform] = (),
+        allow_missing: bool = False,
+        async_gc: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
+    ) -> list[Result]:
+        """Remove each image in turn (not concurrently); one (image, items or error) per image."""
+        results: list[Result] = []
+        for image in images:
+            try:
+                items = await self.remove(
+                    image,
+                    namespace=namespace,
+                    force=force,
+                    no_prune=no_prune,
+                    platforms=platforms,
+                    allow_missing=allow_missing,
+                    async_gc=async_gc,
+                    timeout=timeout,
+                )
+            except ImageRemovalError as error:
+                results.append((image, error))
+            else:
+                results.append((image, items))
+        return results
+
+    async def close(self) -> None:
+        """Close the channel if this client opened it; later calls raise RuntimeError."""
+        self._closed = True
+        self._remove_image = None
+        if self._owns_channel and self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.close(None)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,123 @@
+"""`imageremoval`: the command-line client, `imageremoval rm IMAGE...` printing what `docker rmi` prints."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+
+from ._client import DEFAULT_TARGET, DEFAULT_TIMEOUT, ImageRemovalClient
+from ._errors import ImageRemovalError
+from ._model import Platform
+
+ENV_SERVER = "IMAGEREMOVAL_SERVER"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("imageremoval")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _platforms(text: str) -> list[Platform]:
+    """One `--platform` value: `os/arch[/variant]`, or several separated by commas as Docker allows."""
+    try:
+        return [Platform.parse(part.strip()) for part in text.split(",")]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: expected seconds, e.g. 30") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: must be a positive number of seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; the default server comes from IMAGEREMOVAL_SERVER when set."""
+    parser = argparse.ArgumentParser(
+        prog="imageremoval", description="Remove container images from containerd, like docker rmi."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    rm = commands.add_parser(
+        "rm",
+        help="remove one or more images",
+        description="Remove one or more images like `docker rmi`: untag names, delete images, prune parents.",
+    )
+    rm.add_argument("images", nargs="+", metavar="IMAGE", help="image name, name:tag, name@digest or ID")
+    rm.add_argument("-f", "--force", action="store_true", help="remove even if a stopped container uses it")
+    rm.add_argument("--no-prune", action="store_true", help="do not delete untagged parents")
+    rm.add_argument(
+        "-n", "--namespace", default="", metavar="NS", help="containerd namespace (default: the server's)"
+    )
+    rm.add_argument(
+        "--platform",
+        dest="platforms",
+        action="extend",
+        type=_platforms,
+        default=[],
+        metavar="OS/ARCH[/VARIANT]",
+        help="remove only this platform of a multi-platform image (repeatable; requires --force)",
+    )
+    rm.add_argument("--allow-missing", action="store_true", help="treat a missing image as already removed")
+    rm.add_argument("--async-gc", action="store_true", help="do not wait for containerd's garbage collection")
+    rm.add_argument(
+        "--server",
+        default=os.environ.get(ENV_SERVER) or DEFAULT_TARGET,
+        metavar="HOST:PORT",
+        help=f"server address (env {ENV_SERVER}, default {DEFAULT_TARGET})",
+    )
+    rm.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"deadline for each removal (default {DEFAULT_TIMEOUT:g})",
+    )
+    return parser
+
+
+def _rm(args: argparse.Namespace) -> int:
+    failed = False
+    with ImageRemovalClient(args.server, timeout=args.timeout) as client:
+        for image in args.images:
+            try:
+                items = client.remove(
+                    image,
+                    namespace=args.namespace,
+                    force=args.force,
+                    no_prune=args.no_prune,
+                    platforms=args.platforms,
+                    allow_missing=args.allow_missing,
+                    async_gc=args.async_gc,
+                )
+            except ImageRemovalError as error:
+                failed = True
+                sys.stdout.flush()
+                print(f"Error response from daemon: {error.message}", file=sys.stderr, flush=True)
+                continue
+            for item in items:
+                print(item, flush=True)
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point: 0 when every image was removed, 1 if any failed, 2 on bad usage."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors: return the code instead of exiting
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
+    try:
+        return _rm(args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""Tests for imageremoval, run against a real containerd."""

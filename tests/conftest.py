@@ -1,0 +1,138 @@
+"""Fixtures: one private containerd and one in-process server per session; a fresh namespace per test."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from imageremoval.client import ImageRemovalClient
+from imageremoval.server.app import App, create_server
+from imageremoval.server.config import ServerConfig
+from imageremoval.server.daemon import PrivateContainerd
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from .support.ctr import Ctr
+from .support.images import Layer, busybox_layer
+from .support.invariant import broken_images
+from .support.store import Store
+
+_counter = itertools.count()
+
+
+def _require_containerd() -> None:
+    missing = [tool for tool in ("containerd", "runc", "ctr") if shutil.which(tool) is None]
+    reason = ""
+    if missing:
+        reason = f"not installed: {', '.join(missing)} (run `make test`, which installs them)"
+    elif os.geteuid() != 0:
+        reason = "containerd needs root"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"containerd cannot run here: {reason}")
+        pytest.skip(f"containerd cannot run here: {reason}")
+
+
+@pytest.fixture(scope="session")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateContainerd]:
+    """A private containerd for the whole session (own root, state and socket; CRI disabled)."""
+    _require_containerd()
+    daemon = PrivateContainerd(tmp_path_factory.mktemp("containerd"))
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def store(containerd: PrivateContainerd) -> Iterator[Store]:
+    s = Store(containerd.address)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def ctr(containerd: PrivateContainerd) -> Ctr:
+    return Ctr(containerd.address)
+
+
+class ServerThread:
+    """A real server on port 0 with its own event loop, so tests can use blocking clients."""
+
+    def __init__(self, config: ServerConfig, address: str, provider: TracerProvider) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.app: App = self.call(self._build(config, address, provider))
+        self.port = self.app.port
+
+    async def _build(self, config: ServerConfig, address: str, provider: TracerProvider) -> App:
+        app = create_server(config, address, tracer_provider=provider)
+        await app.start()
+        return app
+
+    def call(self, coroutine: object, timeout: float = 60) -> App:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def stop(self, grace: float = 5) -> None:
+        asyncio.run_coroutine_threadsafe(self.app.stop(grace), self.loop).result(grace + 10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+@dataclass
+class Server:
+    """The running server and what a test can observe of it."""
+
+    thread: ServerThread
+    spans: InMemorySpanExporter
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.thread.port}"
+
+
+@pytest.fixture(scope="session")
+def server(containerd: PrivateContainerd) -> Iterator[Server]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    thread = ServerThread(ServerConfig(listen="127.0.0.1:0"), containerd.address, provider)
+    yield Server(thread, exporter)
+    thread.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> Iterator[ImageRemovalClient]:
+    with ImageRemovalClient(server.target) as c:
+        yield c
+
+
+@pytest.fixture
+def ns(request: pytest.FixtureRequest, store: Store, ctr: Ctr) -> Iterator[str]:
+    """A fresh namespace; afterwards every remaining image must still have all its content."""
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+    namespace = f"t{next(_counter)}-{name}"[:70].rstrip("-")
+    yield namespace
+    ctr.cleanup(namespace)
+    problems = broken_images(store, namespace)
+    for record_name in store.names(namespace):
+        store.delete_record(namespace, record_name)
+    assert not problems, f"content lost: {problems}"
+
+
+@pytest.fixture(scope="session")
+def busybox() -> Layer:
+    """The static busybox layer, built once."""
+    path = Path("/bin/busybox")
+    if not path.exists():
+        pytest.fail("busybox-static is not installed (make test installs it)")
+    return busybox_layer(path)

@@ -1,0 +1,88 @@
+"""The command-line client and a generic gRPC client (buf curl) through reflection, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import Server
+from .support.images import file_layer, manifest
+from .support.store import Store
+
+BIN = Path(sys.executable).parent
+
+
+def _cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "IMAGEREMOVAL_SERVER": server.target}
+    return subprocess.run(
+        [str(BIN / "imageremoval"), *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
+def test_cli_prints_untagged_and_deleted_lines_like_docker_rmi(server: Server, store: Store, ns: str) -> None:
+    image_id = store.put(
+        ns,
+        ["docker.io/library/cli:latest", "docker.io/library/cli:two"],
+        manifest((file_layer("c", b"cli"),), note="cli"),
+    )
+    result = _cli(server, "rm", "--namespace", ns, "cli:two", "cli")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["Untagged: cli:two", "Untagged: cli:latest", f"Deleted: {image_id}"]
+    assert store.names(ns) == set()
+
+
+def test_cli_reports_each_failure_and_exits_non_zero(server: Server, store: Store, ns: str) -> None:
+    store.put(ns, ["docker.io/library/present:latest"], manifest((file_layer("p", b"p"),), note="present"))
+    result = _cli(server, "rm", "-n", ns, "missing", "present")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Error response from daemon: No such image: missing:latest"
+    assert result.stdout.splitlines()[0] == "Untagged: present:latest"
+
+
+def test_cli_usage_errors_exit_two(server: Server) -> None:
+    assert _cli(server, "rm").returncode == 2
+    assert _cli(server, "rm", "--platform", "linux", "x").returncode == 2
+
+
+def test_buf_curl_removes_an_image_through_reflection(server: Server, store: Store, ns: str) -> None:
+    image_id = store.put(
+        ns, ["docker.io/library/curl:latest"], manifest((file_layer("u", b"u"),), note="curl")
+    )
+    url = f"http://{server.target}/imageremoval.v1.ImageRemovalService/RemoveImage"
+    result = subprocess.run(
+        [
+            str(BIN / "buf"),
+            "curl",
+            "--protocol",
+            "grpc",
+            "--http2-prior-knowledge",
+            url,
+            "-d",
+            json.dumps({"image": "curl", "namespace": ns}),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"items": [{"untagged": "curl:latest"}, {"deleted": image_id}]}
+    listed = subprocess.run(
+        [
+            str(BIN / "buf"),
+            "curl",
+            "--protocol",
+            "grpc",
+            "--http2-prior-knowledge",
+            "--list-methods",
+            f"http://{server.target}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "imageremoval.v1.ImageRemovalService/RemoveImage" in listed.stdout.splitlines()
