@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from imageremoval.client import ImageRemovalClient
 from imageremoval.server.app import App, create_server
 from imageremoval.server.config import ServerConfig
 from imageremoval.server.daemon import PrivateContainerd
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from .support.ctr import Ctr
 from .support.images import Layer, busybox_layer

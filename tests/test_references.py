@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from imageremoval.server.errors import InvalidArgument, Reason
 from imageremoval.server.references import (
     IdReference,

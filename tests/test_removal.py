@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from imageremoval.client import ImageRemovalClient, ImageRemovalError
 
 from .helpers import deleted, pairs, untagged

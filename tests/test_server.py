@@ -10,13 +10,14 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from opentelemetry.sdk.trace import TracerProvider
+
 from imageremoval.client import ImageRemovalClient, ImageRemovalError
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server import telemetry
 from imageremoval.server.config import ConfigError, ServerConfig, load_config
 from imageremoval.server.daemon import PrivateContainerd
-from opentelemetry.sdk.trace import TracerProvider
 
 from .conftest import Server, ServerThread
 from .support.images import file_layer, manifest

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import any_pb2
+
 from imageremoval.gen.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from imageremoval.gen.containerd.services.events.v1 import events_pb2, events_pb2_grpc
 from imageremoval.gen.containerd.services.images.v1 import images_pb2, images_pb2_grpc

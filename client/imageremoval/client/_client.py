@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Final, Self
 
 import grpc
+
 from imageremoval.gen.v1 import image_removal_pb2
 
 from ._errors import ImageRemovalError, from_rpc_error

@@ -11,8 +11,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from imageremoval.gen.v1 import image_removal_pb2, image_removal_pb2_grpc
 from opentelemetry import trace
+
+from imageremoval.gen.v1 import image_removal_pb2, image_removal_pb2_grpc
 
 from .config import ServerConfig, parse_listen
 from .containerd import ContainerdClient

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
+
 from imageremoval.gen.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 from imageremoval.gen.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from imageremoval.gen.containerd.services.events.v1 import events_pb2, events_pb2_grpc

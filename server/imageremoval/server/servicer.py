@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import grpc
+
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 

@@ -1,0 +1,192 @@
+"""Consistency under change: compare-and-delete, re-check before the first change, one GC per call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from imageremoval.client import ImageRemovalClient, ImageRemovalError
+from imageremoval.gen.containerd.services.images.v1 import images_pb2
+from imageremoval.server.containerd import ContainerdClient
+from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.errors import ImageChanged
+from imageremoval.server.model import ContainerRecord
+from imageremoval.server.removal import ImageRemover, RemovalRequest
+
+from .support.ctr import Ctr
+from .support.images import file_layer, manifest
+from .support.store import LABEL_PARENT, Store
+
+
+class RecordingInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    """Keeps every unary request sent to containerd, as containerd receives it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        self.calls.append((method, request))
+        return await continuation(details, request)
+
+    def deletes(self) -> list[images_pb2.DeleteImageRequest]:
+        return [r for m, r in self.calls if m.endswith("/containerd.services.images.v1.Images/Delete")]
+
+
+class HookedClient(ContainerdClient):
+    """A real containerd client that lets another writer act at the start of the conflict checks."""
+
+    hook: Callable[[], None] | None = None
+
+    async def list_containers(self, namespace: str) -> list[ContainerRecord]:
+        if self.hook is not None:
+            self.hook()
+        return await super().list_containers(namespace)
+
+
+@pytest.fixture
+async def recorded(containerd: PrivateContainerd) -> AsyncIterator[tuple[ImageRemover, RecordingInterceptor]]:
+    interceptor = RecordingInterceptor()
+    client = ContainerdClient.connect(containerd.address, interceptors=[interceptor])  # type: ignore[list-item]
+    yield ImageRemover(client, TracerProvider().get_tracer("test")), interceptor
+    await client.close()
+
+
+@pytest.fixture
+async def hooked(containerd: PrivateContainerd) -> AsyncIterator[tuple[ImageRemover, HookedClient]]:
+    channel = grpc.aio.insecure_channel(f"unix://{containerd.address}")
+    client = HookedClient(channel)
+    yield ImageRemover(client, TracerProvider().get_tracer("test")), client
+    await client.close()
+
+
+def small(note: str):  # type: ignore[no-untyped-def]
+    return manifest((file_layer("f", note.encode()),), note=note)
+
+
+async def test_only_the_last_delete_waits_for_garbage_collection(
+    recorded: tuple[ImageRemover, RecordingInterceptor], store: Store, ns: str
+) -> None:
+    remover, interceptor = recorded
+    image = small("gc-once")
+    image_id = store.put(
+        ns, ["docker.io/library/a:1", "docker.io/library/a:2", "docker.io/library/b:1"], image
+    )
+    await remover.remove(RemovalRequest(image_id, ns, force=True))
+    assert [d.sync for d in interceptor.deletes()] == [False, False, True]
+    assert not any(store.has(ns, blob.digest) for blob in image.blobs), "collected before the call returned"
+
+
+async def test_async_gc_waits_for_no_collection(
+    recorded: tuple[ImageRemover, RecordingInterceptor], store: Store, ns: str
+) -> None:
+    remover, interceptor = recorded
+    store.put(ns, ["docker.io/library/a:1", "docker.io/library/a:2"], small("async"))
+    await remover.remove(RemovalRequest("a:1", ns, async_gc=True))
+    await remover.remove(RemovalRequest("a:2", ns, async_gc=True))
+    assert [d.sync for d in interceptor.deletes()] == [False, False]
+
+
+async def test_pruned_parents_share_the_one_collection(
+    recorded: tuple[ImageRemover, RecordingInterceptor], store: Store, ns: str
+) -> None:
+    remover, interceptor = recorded
+    parent = store.put(ns, [], small("p"))
+    store.create_record(ns, f"moby-dangling@{parent}", small("p").blob)
+    store.put(ns, ["docker.io/library/app:latest"], small("c"), labels={LABEL_PARENT: parent})
+    await remover.remove(RemovalRequest("app", ns))
+    assert [d.sync for d in interceptor.deletes()] == [False, True]
+
+
+async def test_every_delete_carries_the_expected_target(
+    recorded: tuple[ImageRemover, RecordingInterceptor], store: Store, ns: str
+) -> None:
+    remover, interceptor = recorded
+    image_id = store.put(ns, ["docker.io/library/a:1", "docker.io/library/a:2"], small("cad"))
+    await remover.remove(RemovalRequest("a:1", ns))
+    await remover.remove(RemovalRequest("a:2", ns))
+    deletes = interceptor.deletes()
+    assert [d.name for d in deletes] == ["docker.io/library/a:1", "docker.io/library/a:2"]
+    assert all(d.HasField("target") and d.target.digest == image_id for d in deletes)
+
+
+async def test_a_tag_moved_before_the_first_change_aborts_with_nothing_removed(
+    hooked: tuple[ImageRemover, HookedClient], store: Store, ns: str
+) -> None:
+    remover, client = hooked
+    image = small("moved")
+    store.put(ns, ["docker.io/library/a:latest"], image)
+    elsewhere = small("elsewhere")
+    store.put(ns, ["docker.io/library/keep:latest"], elsewhere)
+
+    def retag() -> None:
+        client.hook = None
+        store.delete_record(ns, "docker.io/library/a:latest")
+        store.create_record(ns, "docker.io/library/a:latest", elsewhere.blob)
+
+    client.hook = retag
+    with pytest.raises(ImageChanged):
+        await remover.remove(RemovalRequest("a", ns))
+    assert store.target(ns, "docker.io/library/a:latest") == elsewhere.blob.digest
+
+
+async def test_a_new_name_added_before_the_first_change_aborts(
+    hooked: tuple[ImageRemover, HookedClient], store: Store, ns: str
+) -> None:
+    remover, client = hooked
+    image = small("added")
+    store.put(ns, ["docker.io/library/a:latest"], image)
+
+    def tag() -> None:
+        client.hook = None
+        store.create_record(ns, "docker.io/library/b:latest", image.blob)
+
+    client.hook = tag
+    with pytest.raises(ImageChanged) as caught:
+        await remover.remove(RemovalRequest("a", ns))
+    assert caught.value.metadata["reference"] == "b:latest"
+    assert store.names(ns) == {"docker.io/library/a:latest", "docker.io/library/b:latest"}
+    assert store.all_present(ns, image)
+
+
+def test_a_concurrent_retag_never_loses_an_image(
+    client: ImageRemovalClient, store: Store, ctr: Ctr, ns: str
+) -> None:
+    outcomes: set[str] = set()
+    for round_ in range(8):
+        image = small(f"race-{round_}")
+        store.put(ns, ["docker.io/library/race:latest"], image)
+        results: list[str] = []
+
+        def remove(results: list[str] = results) -> None:
+            try:
+                client.remove("race", namespace=ns)
+                results.append("removed")
+            except ImageRemovalError as error:
+                results.append(error.reason)
+
+        remover = threading.Thread(target=remove)
+        remover.start()
+        ctr(
+            ns,
+            "images",
+            "tag",
+            "docker.io/library/race:latest",
+            f"docker.io/library/copy{round_}:latest",
+            check=False,
+        )
+        remover.join(30)
+        assert results and results[0] in {"removed", "IMAGE_CHANGED"}
+        outcomes.add(results[0])
+        copy = f"docker.io/library/copy{round_}:latest"
+        if copy in store.names(ns):
+            assert store.all_present(ns, image), "a retagged image keeps all its content"
+        if "docker.io/library/race:latest" in store.names(ns):
+            assert results[0] == "IMAGE_CHANGED" and store.all_present(ns, image)
+            store.delete_record(ns, "docker.io/library/race:latest")
+    assert outcomes
