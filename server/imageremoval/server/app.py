@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 
 from imageremoval.gen.v1 import image_removal_pb2, image_removal_pb2_grpc
 
-from .config import ServerConfig, parse_listen
+from .config import Limits, ServerConfig, is_unix, parse_listen, unix_path
 from .containerd import ContainerdClient
 from .errors import RemovalError
+from .metrics import RemovalMetrics, RpcDurationInterceptor
+from .policy import RemovalPolicy
 from .removal import ImageRemover
+from .security import server_credentials
 from .servicer import ImageRemovalServicer
 from .telemetry import TRACER_NAME
 
@@ -33,15 +39,20 @@ class App:
     """A built server: start it, watch containerd's health, stop it gracefully."""
 
     server: grpc.aio.Server
-    port: int
+    port: int  # the first TCP listener's bound port (0 when only unix sockets are served)
     health: HealthServicer
     client: ContainerdClient
+    remover: ImageRemover
+    drain_seconds: float = 0.0
+    unix_sockets: tuple[Path, ...] = ()
     _monitor: asyncio.Task[None] | None = field(default=None)
     _stopping: bool = False
 
     async def start(self) -> None:
         """Serve, NOT_SERVING until containerd answers."""
         await self.server.start()
+        for path in self.unix_sockets:
+            path.chmod(0o660)  # owner and group only: removing images is a privileged act
         self._monitor = asyncio.create_task(self._watch_containerd(), name="containerd-health")
 
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
@@ -60,9 +71,7 @@ class App:
                     _log.warning("containerd is not answering: %s", exc.message)
             if up != serving and not self._stopping:
                 await self._set_all(
-                    health_pb2.HealthCheckResponse.SERVING
-                    if up
-                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                    health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING
                 )
                 if up:
                     _log.info("containerd answers; serving", extra={"containerdVersion": version})
@@ -70,15 +79,40 @@ class App:
             await asyncio.sleep(HEALTH_POLL_SECONDS if up else 0.2)
 
     async def stop(self, grace: float) -> None:
-        """Health first (so meshes stop routing), then stop accepting and let in-flight calls finish."""
+        """Health first (meshes stop routing during the drain delay), then stop accepting, then let in-flight
+        calls (and any mutation a cancelled call started) finish within the grace period."""
         self._stopping = True
         await self.health.enter_graceful_shutdown()
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
+        if self.drain_seconds:
+            _log.info("health is NOT_SERVING; draining for %gs before refusing new calls", self.drain_seconds)
+            await asyncio.sleep(self.drain_seconds)
         await self.server.stop(grace)
+        await self.remover.drain(grace)
         await self.client.close()
+
+
+def _traced_services() -> filters.Condition[grpc.HandlerCallDetails]:
+    """Health checks and reflection are not worth a trace each."""
+    return filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection")))
+
+
+def server_options(limits: Limits) -> list[tuple[str, int]]:
+    """Keepalive, connection age (so clients rebalance) and size limits, as gRPC channel arguments."""
+    return [
+        ("grpc.keepalive_time_ms", int(limits.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(limits.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.max_connection_age_ms", int(limits.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(limits.max_connection_age_grace_s * 1000)),
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        ("grpc.max_send_message_length", limits.max_message_bytes),
+        ("grpc.max_metadata_size", limits.max_metadata_bytes),
+    ]
 
 
 def create_server(
@@ -86,14 +120,38 @@ def create_server(
     containerd_address: str,
     *,
     tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    containerd_interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> App:
-    """Build (not start) the server bound to config.listen; port 0 binds a free port, reported in App.port."""
-    host, port = parse_listen(config.listen)
-    client = ContainerdClient.connect(containerd_address)
-    tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
-    server = grpc.aio.server()
+    """Build (not start) the server on config's listeners; TCP port 0 binds a free port, reported in App.port.
+
+    Providers are passed in (no global state); without them, spans and metrics go nowhere.
+    """
+    tracer_provider = tracer_provider or trace.NoOpTracerProvider()
+    meter_provider = meter_provider or metrics.NoOpMeterProvider()
+    client = ContainerdClient.connect(
+        containerd_address,
+        interceptors=[*aio_client_interceptors(tracer_provider=tracer_provider), *containerd_interceptors],
+    )
+    tracer = tracer_provider.get_tracer(TRACER_NAME)
+    server = grpc.aio.server(
+        interceptors=[
+            aio_server_interceptor(tracer_provider=tracer_provider, filter_=_traced_services()),
+            RpcDurationInterceptor(meter_provider),
+        ],
+        options=server_options(config.limits),
+    )
+    policy = RemovalPolicy(
+        allowed_namespaces=config.allowed_namespaces,
+        identity_namespaces=config.identity_namespaces,
+        protected_patterns=config.protected_images,
+        allow_force_protected=config.allow_force_protected,
+        max_concurrent=config.limits.max_concurrent_removals,
+        min_deadline_s=config.limits.min_deadline_s,
+    )
+    remover = ImageRemover(client, tracer, RemovalMetrics(meter_provider), policy)
     image_removal_pb2_grpc.add_ImageRemovalServiceServicer_to_server(
-        ImageRemovalServicer(ImageRemover(client, tracer), config.namespace), server
+        ImageRemovalServicer(remover, config.namespace), server
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -101,7 +159,31 @@ def create_server(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot listen on {config.listen}")
-    return App(server=server, port=bound, health=health, client=client)
+    credentials = server_credentials(config.tls) if config.tls is not None else None
+    tcp_port = 0
+    sockets: list[Path] = []
+    for address in config.listeners:
+        if is_unix(address):
+            path = unix_path(address)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # a stale socket from a previous run
+            target = f"unix:{path}"
+            sockets.append(path)
+        else:
+            host, port = parse_listen(address)
+            target = f"{host}:{port}"
+        bound = server.add_secure_port(target, credentials) if credentials else server.add_insecure_port(target)
+        if bound == 0 and not is_unix(address):
+            raise OSError(f"cannot listen on {address}")
+        if not is_unix(address) and tcp_port == 0:
+            tcp_port = bound
+    return App(
+        server=server,
+        port=tcp_port,
+        health=health,
+        client=client,
+        remover=remover,
+        drain_seconds=config.drain_seconds,
+        unix_sockets=tuple(sockets),
+    )

@@ -9,19 +9,28 @@ import sys
 from collections.abc import Sequence
 
 from .app import create_server
-from .config import ConfigError, ServerConfig, load_config
+from .config import ConfigError, ServerConfig, is_unix, load_config, parse_listen
 from .daemon import DaemonError, PrivateContainerd
+from .logs import configure_logging
+from .observability import Telemetry, TelemetryConfigError, telemetry_from_env
 
 _log = logging.getLogger("imageremoval.server")
 
 
-async def serve(config: ServerConfig, containerd_address: str) -> None:
+async def serve(config: ServerConfig, containerd_address: str, telemetry: Telemetry) -> None:
     """Serve until SIGTERM or SIGINT, then drain within the grace period."""
-    app = create_server(config, containerd_address)
+    app = create_server(
+        config,
+        containerd_address,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+    )
     await app.start()
+    shown = [a if is_unix(a) or app.port == 0 else f"{a.rsplit(':', 1)[0]}:{app.port}" for a in config.listeners]
     _log.info(
-        "serving imageremoval.v1.ImageRemovalService on %s (containerd %s, default namespace %s)",
-        config.listen.rsplit(":", 1)[0] + f":{app.port}",
+        "serving imageremoval.v1.ImageRemovalService on %s (%s; containerd %s; default namespace %s)",
+        ", ".join(shown),
+        "TLS" + (" with client certificates" if config.tls.client_ca else "") if config.tls else "plaintext",
         containerd_address,
         config.namespace,
     )
@@ -41,7 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imageremoval-server: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, config.log_format)
+    try:
+        metrics_listen = parse_listen(config.metrics_listen) if config.metrics_listen else None
+        telemetry = telemetry_from_env(metrics_listen=metrics_listen)
+    except (TelemetryConfigError, OSError) as exc:
+        print(f"imageremoval-server: {exc}", file=sys.stderr)
+        return 2
     daemon: PrivateContainerd | None = None
     address = config.containerd_address
     try:
@@ -49,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             daemon = PrivateContainerd(config.run_dir / "containerd")
             address = daemon.start()
             _log.info("started a private containerd at %s (root %s)", address, daemon.base_dir)
-        asyncio.run(serve(config, address))
+        asyncio.run(serve(config, address, telemetry))
     except DaemonError as exc:
         print(f"imageremoval-server: {exc}", file=sys.stderr)
         return 1
@@ -57,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imageremoval-server: {exc}", file=sys.stderr)
         return 1
     finally:
+        telemetry.shutdown()
         if daemon is not None:
             daemon.stop()
     return 0

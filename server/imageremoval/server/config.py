@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_RUN_DIR = ".run"
 DEFAULT_GRACE_SECONDS = 10.0
+DEFAULT_DRAIN_SECONDS = 0.0
+DEFAULT_PROTECTED = ("registry.k8s.io/pause:*", "k8s.gcr.io/pause:*")
 
 # containerd's own identifier rule for namespaces (pkg/identifiers): alphanumerics joined by . _ -
 _NAMESPACE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 NAMESPACE_MAX_LENGTH = 76
-
-ENV_LISTEN = "IMAGEREMOVAL_LISTEN"
-ENV_CONTAINERD_ADDRESS = "IMAGEREMOVAL_CONTAINERD_ADDRESS"
-ENV_NAMESPACE = "IMAGEREMOVAL_NAMESPACE"
-ENV_RUN_DIR = "IMAGEREMOVAL_RUN_DIR"
-ENV_GRACE = "IMAGEREMOVAL_GRACE_PERIOD"
-ENV_LOG_LEVEL = "IMAGEREMOVAL_LOG_LEVEL"
+ENV_PREFIX = "IMAGEREMOVAL_"
 
 
 class ConfigError(ValueError):
@@ -31,15 +29,54 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """Server certificate and key; with a client CA, clients must present a certificate it signed."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Transport limits; the defaults suit a node-local service behind a mesh."""
+
+    keepalive_time_s: float = 60.0
+    keepalive_timeout_s: float = 20.0
+    max_connection_age_s: float = 300.0
+    max_connection_age_grace_s: float = 30.0
+    max_message_bytes: int = 1024 * 1024
+    max_metadata_bytes: int = 16 * 1024
+    max_concurrent_removals: int = 32
+    min_deadline_s: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything the server needs to start; built by `load_config` or directly by tests."""
 
     listen: str = DEFAULT_LISTEN
+    extra_listen: tuple[str, ...] = ()
     containerd_address: str | None = None
     namespace: str = DEFAULT_NAMESPACE
     run_dir: Path = Path(DEFAULT_RUN_DIR)
     grace_seconds: float = DEFAULT_GRACE_SECONDS
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
     log_level: str = "INFO"
+    log_format: str = "auto"
+    metrics_listen: str | None = None
+    insecure: bool = False
+    tls: TlsConfig | None = None
+    allowed_namespaces: frozenset[str] | None = None
+    identity_namespaces: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    protected_images: tuple[str, ...] = DEFAULT_PROTECTED
+    allow_force_protected: bool = False
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def listeners(self) -> tuple[str, ...]:
+        """Every address to serve on: TCP `host:port` and/or `unix:///path`."""
+        return (self.listen, *self.extra_listen)
 
 
 def is_valid_namespace(namespace: str) -> bool:
@@ -47,88 +84,222 @@ def is_valid_namespace(namespace: str) -> bool:
     return len(namespace) <= NAMESPACE_MAX_LENGTH and _NAMESPACE.fullmatch(namespace) is not None
 
 
+def is_unix(address: str) -> bool:
+    """Whether a listen address is a unix socket (`unix:///path` or `unix:/path`)."""
+    return address.startswith("unix:")
+
+
+def unix_path(address: str) -> Path:
+    """The socket path of a unix listen address."""
+    return Path("/" + address.removeprefix("unix:").lstrip("/"))
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     """Split HOST:PORT (IPv6 in brackets); port 0 asks the OS for a free port."""
     host, sep, port_text = listen.rpartition(":")
     if not sep or not host or not port_text.isdigit():
-        raise ConfigError(f"--listen / {ENV_LISTEN}: expected HOST:PORT, got {listen!r}")
+        raise ConfigError(f"--listen / {ENV_PREFIX}LISTEN: expected HOST:PORT or unix:///path, got {listen!r}")
     port = int(port_text)
     if port > 65535:
-        raise ConfigError(f"--listen / {ENV_LISTEN}: port {port} is out of range")
+        raise ConfigError(f"--listen / {ENV_PREFIX}LISTEN: port {port} is out of range")
     return host, port
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a listen host is only reachable from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Option:
+    flag: str
+    help: str
+    default: str = ""
+    boolean: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.flag.lstrip("-").replace("-", "_").upper()
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+_L = Limits()
+OPTIONS: tuple[_Option, ...] = (
+    _Option("--listen", "HOST:PORT or unix:///path to serve on; comma-separated for several", DEFAULT_LISTEN),
+    _Option("--containerd-address", "unix socket of an existing containerd (default: start a private one)"),
+    _Option("--namespace", "default containerd namespace for requests that name none", DEFAULT_NAMESPACE),
+    _Option("--run-dir", "where the private containerd keeps root, state and socket", DEFAULT_RUN_DIR),
+    _Option("--grace-period", "seconds in-flight removals get to finish on shutdown", str(DEFAULT_GRACE_SECONDS)),
+    _Option("--drain-delay", "seconds health reports NOT_SERVING before the server stops accepting", "0"),
+    _Option("--log-level", "DEBUG, INFO, WARNING or ERROR", "INFO"),
+    _Option("--log-format", "json, text, or auto (JSON unless stderr is a terminal)", "auto"),
+    _Option("--metrics-listen", "HOST:PORT for the Prometheus /metrics endpoint (default: off)"),
+    _Option("--insecure", "allow plaintext on a non-loopback TCP address", boolean=True),
+    _Option("--tls-cert", "server certificate (PEM); re-read when the file changes"),
+    _Option("--tls-key", "server private key (PEM)"),
+    _Option("--tls-client-ca", "CA bundle (PEM) for client certificates: enables mutual TLS"),
+    _Option("--allowed-namespaces", "comma-separated containerd namespaces requests may name (default: any)"),
+    _Option(
+        "--identity-namespaces",
+        "with mutual TLS: ';'-separated IDENTITY=NS1|NS2 pairs (identity: SAN URI or CN)",
+    ),
+    _Option("--protected-images", "comma-separated name patterns never removed", ",".join(DEFAULT_PROTECTED)),
+    _Option("--allow-force-protected", "let force remove protected and pinned images", boolean=True),
+    _Option("--keepalive-time", "seconds between keepalive pings", str(_L.keepalive_time_s)),
+    _Option("--keepalive-timeout", "seconds to wait for a keepalive ack", str(_L.keepalive_timeout_s)),
+    _Option("--max-connection-age", "seconds before a connection is closed so clients rebalance", "300"),
+    _Option("--max-connection-age-grace", "seconds calls get to finish on an aged connection", "30"),
+    _Option("--max-message-bytes", "largest request or response message", str(_L.max_message_bytes)),
+    _Option("--max-metadata-bytes", "largest request metadata (headers)", str(_L.max_metadata_bytes)),
+    _Option("--max-concurrent-removals", "removals in flight before RESOURCE_EXHAUSTED", "32"),
+    _Option("--min-deadline", "seconds a request must have left to be started", str(_L.min_deadline_s)),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `imageremoval-server`; every flag also has an environment variable."""
+    """The command line of `imageremoval-server`; every flag also has an IMAGEREMOVAL_* variable."""
     parser = argparse.ArgumentParser(
         prog="imageremoval-server",
         description="Serve imageremoval.v1.ImageRemovalService over gRPC, removing images from containerd.",
     )
-    parser.add_argument(
-        "--listen", help=f"HOST:PORT to serve on (env {ENV_LISTEN}, default {DEFAULT_LISTEN})"
-    )
-    parser.add_argument(
-        "--containerd-address",
-        help=f"unix socket of an existing containerd to use (env {ENV_CONTAINERD_ADDRESS}); "
-        "without it a private containerd is started under --run-dir",
-    )
-    parser.add_argument(
-        "--namespace", help=f"default containerd namespace (env {ENV_NAMESPACE}, default {DEFAULT_NAMESPACE})"
-    )
-    parser.add_argument(
-        "--run-dir",
-        help=f"where the private containerd keeps root, state and socket (env {ENV_RUN_DIR}, "
-        f"default {DEFAULT_RUN_DIR})",
-    )
-    parser.add_argument(
-        "--grace-period",
-        help=f"seconds in-flight removals get to finish on SIGTERM (env {ENV_GRACE}, "
-        f"default {DEFAULT_GRACE_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--log-level", help=f"DEBUG, INFO, WARNING or ERROR (env {ENV_LOG_LEVEL}, default INFO)"
-    )
+    for option in OPTIONS:
+        shown = f", default {option.default}" if option.default else ""
+        text = f"{option.help} (env {option.env}{shown})"
+        if option.boolean:
+            parser.add_argument(option.flag, action="store_true", default=None, help=text)
+        else:
+            parser.add_argument(option.flag, help=text)
     return parser
+
+
+def _number(name: str, text: str, low: float, high: float, kind: Callable[[str], Any] = float) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"{name}: not a number: {text!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be between {low:g} and {high:g}, got {text}")
+    return value
+
+
+def _identity_map(name: str, text: str) -> dict[str, frozenset[str]]:
+    mapping: dict[str, frozenset[str]] = {}
+    for pair in filter(None, (p.strip() for p in text.split(";"))):
+        identity, sep, namespaces = pair.rpartition("=")
+        spaces = frozenset(filter(None, (n.strip() for n in namespaces.split("|"))))
+        if not sep or not identity or not spaces or not all(is_valid_namespace(n) for n in spaces):
+            raise ConfigError(f"{name}: expected IDENTITY=NS1|NS2, got {pair!r}")
+        mapping[identity] = spaces
+    return mapping
 
 
 def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
     """Flags win over environment variables, which win over defaults; anything invalid raises ConfigError."""
     env = os.environ if environ is None else environ
-    args = build_parser().parse_args(argv)
+    args = vars(build_parser().parse_args(argv))
+    raw: dict[str, str] = {}
+    named: dict[str, str] = {}
+    for option in OPTIONS:
+        named[option.dest] = f"{option.flag} / {option.env}"
+        value = args[option.dest]
+        if option.boolean:
+            raw[option.dest] = "true" if value else env.get(option.env, "false")
+        elif value is not None:
+            raw[option.dest] = value
+        else:
+            raw[option.dest] = env.get(option.env) or option.default
 
-    def pick(flag: str | None, name: str, default: str) -> str:
-        if flag is not None:
-            return flag
-        return env.get(name) or default
+    def flag(dest: str) -> bool:
+        text = raw[dest].strip().lower()
+        if text not in {"true", "false", "1", "0", "yes", "no", ""}:
+            raise ConfigError(f"{named[dest]}: expected true or false, got {raw[dest]!r}")
+        return text in {"true", "1", "yes"}
 
-    listen = pick(args.listen, ENV_LISTEN, DEFAULT_LISTEN)
-    parse_listen(listen)
-    namespace = pick(args.namespace, ENV_NAMESPACE, DEFAULT_NAMESPACE)
-    if not is_valid_namespace(namespace):
-        raise ConfigError(f"--namespace / {ENV_NAMESPACE}: {namespace!r} is not a valid containerd namespace")
-    address = pick(args.containerd_address, ENV_CONTAINERD_ADDRESS, "") or None
-    if address is not None:
-        address = address.removeprefix("unix://")
-        if not address.startswith("/"):
+    listeners = [part.strip() for part in raw["listen"].split(",") if part.strip()]
+    if not listeners:
+        raise ConfigError(f"{named['listen']}: at least one address is needed")
+    insecure = flag("insecure")
+    tls = None
+    if raw["tls_cert"] or raw["tls_key"]:
+        if not (raw["tls_cert"] and raw["tls_key"]):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        for dest in ("tls_cert", "tls_key", "tls_client_ca"):
+            if raw[dest] and not Path(raw[dest]).is_file():
+                raise ConfigError(f"{named[dest]}: no such file: {raw[dest]}")
+        client_ca = Path(raw["tls_client_ca"]) if raw["tls_client_ca"] else None
+        tls = TlsConfig(Path(raw["tls_cert"]), Path(raw["tls_key"]), client_ca)
+    elif raw["tls_client_ca"]:
+        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+    for address in listeners:
+        if is_unix(address):
+            if unix_path(address) == Path("/"):
+                raise ConfigError(f"{named['listen']}: unix address without a path: {address!r}")
+            continue
+        host, _ = parse_listen(address)
+        if tls is None and not insecure and not is_loopback(host):
             raise ConfigError(
-                f"--containerd-address / {ENV_CONTAINERD_ADDRESS}: expected an absolute socket path, "
-                f"got {address!r}"
+                f"{named['listen']}: plaintext on non-loopback address {address} must be asked for with "
+                f"--insecure ({ENV_PREFIX}INSECURE=true), or configure --tls-cert and --tls-key"
             )
-    grace_text = pick(args.grace_period, ENV_GRACE, str(DEFAULT_GRACE_SECONDS))
-    try:
-        grace = float(grace_text)
-    except ValueError:
-        raise ConfigError(f"--grace-period / {ENV_GRACE}: not a number: {grace_text!r}") from None
-    if not 0 <= grace <= 3600:
-        raise ConfigError(f"--grace-period / {ENV_GRACE}: must be between 0 and 3600 seconds")
-    log_level = pick(args.log_level, ENV_LOG_LEVEL, "INFO").upper()
+    namespace = raw["namespace"]
+    if not is_valid_namespace(namespace):
+        raise ConfigError(f"{named['namespace']}: {namespace!r} is not a valid containerd namespace")
+    containerd: str | None = raw["containerd_address"].removeprefix("unix://") or None
+    if containerd is not None and not containerd.startswith("/"):
+        raise ConfigError(f"{named['containerd_address']}: expected an absolute socket path, got {containerd!r}")
+    log_level = raw["log_level"].upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ConfigError(f"--log-level / {ENV_LOG_LEVEL}: unknown level {log_level!r}")
+        raise ConfigError(f"{named['log_level']}: unknown level {log_level!r}")
+    log_format = raw["log_format"].lower()
+    if log_format not in {"json", "text", "auto"}:
+        raise ConfigError(f"{named['log_format']}: expected json, text or auto")
+    metrics_listen = raw["metrics_listen"] or None
+    if metrics_listen is not None:
+        parse_listen(metrics_listen)
+    allowed = frozenset(filter(None, (n.strip() for n in raw["allowed_namespaces"].split(","))))
+    if not all(is_valid_namespace(n) for n in allowed):
+        raise ConfigError(f"{named['allowed_namespaces']}: invalid namespace in {raw['allowed_namespaces']!r}")
+    identities = _identity_map(named["identity_namespaces"], raw["identity_namespaces"])
+    if identities and (tls is None or tls.client_ca is None):
+        raise ConfigError(f"{named['identity_namespaces']}: needs mutual TLS (--tls-client-ca)")
+    limits = Limits(
+        keepalive_time_s=_number(named["keepalive_time"], raw["keepalive_time"], 1, 86400),
+        keepalive_timeout_s=_number(named["keepalive_timeout"], raw["keepalive_timeout"], 1, 3600),
+        max_connection_age_s=_number(named["max_connection_age"], raw["max_connection_age"], 1, 10**7),
+        max_connection_age_grace_s=_number(
+            named["max_connection_age_grace"], raw["max_connection_age_grace"], 0, 10**6
+        ),
+        max_message_bytes=_number(named["max_message_bytes"], raw["max_message_bytes"], 1024, 2**31 - 1, int),
+        max_metadata_bytes=_number(named["max_metadata_bytes"], raw["max_metadata_bytes"], 1024, 2**24, int),
+        max_concurrent_removals=_number(
+            named["max_concurrent_removals"], raw["max_concurrent_removals"], 1, 100_000, int
+        ),
+        min_deadline_s=_number(named["min_deadline"], raw["min_deadline"], 0, 60),
+    )
     return ServerConfig(
-        listen=listen,
-        containerd_address=address,
+        listen=listeners[0],
+        extra_listen=tuple(listeners[1:]),
+        containerd_address=containerd,
         namespace=namespace,
-        run_dir=Path(pick(args.run_dir, ENV_RUN_DIR, DEFAULT_RUN_DIR)),
-        grace_seconds=grace,
+        run_dir=Path(raw["run_dir"]),
+        grace_seconds=_number(named["grace_period"], raw["grace_period"], 0, 3600),
+        drain_seconds=_number(named["drain_delay"], raw["drain_delay"], 0, 3600),
         log_level=log_level,
+        log_format=log_format,
+        metrics_listen=metrics_listen,
+        insecure=insecure,
+        tls=tls,
+        allowed_namespaces=allowed or None,
+        identity_namespaces=identities,
+        protected_images=tuple(filter(None, (p.strip() for p in raw["protected_images"].split(",")))),
+        allow_force_protected=flag("allow_force_protected"),
+        limits=limits,
     )

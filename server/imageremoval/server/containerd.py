@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -39,6 +41,9 @@ MAX_METADATA_BLOB = 4 * 1024 * 1024  # indexes, manifests and configs are small;
 _RUNNING_STATES = frozenset({task_pb2.Status.RUNNING, task_pb2.Status.PAUSED, task_pb2.Status.PAUSING})
 
 _T = TypeVar("_T")
+
+# The caller's deadline (time.monotonic()), set by the remover for the calls of one request; None: no bound.
+CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("call_deadline", default=None)
 
 
 def _to_descriptor(message: descriptor_pb2.Descriptor) -> Descriptor:
@@ -121,11 +126,20 @@ class ContainerdClient:
             return ((NAMESPACE_HEADER, namespace), (LEASE_HEADER, lease))
         return ((NAMESPACE_HEADER, namespace),)
 
-    async def _call(
-        self, what: str, call: Any, request: Any, namespace: str, lease: str | None = None
-    ) -> Any:
+    def _timeout_for(self, what: str) -> float:
+        """The call timeout: ours, shortened to the caller's remaining time."""
+        deadline = CALL_DEADLINE.get()
+        if deadline is None:
+            return self._timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"deadline exceeded before calling containerd ({what})", {"operation": what})
+        return min(self._timeout, left)
+
+    async def _call(self, what: str, call: Any, request: Any, namespace: str, lease: str | None = None) -> Any:
+        timeout = self._timeout_for(what)
         try:
-            return await call(request, metadata=self._metadata(namespace, lease), timeout=self._timeout)
+            return await call(request, metadata=self._metadata(namespace, lease), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, what) from None
 
@@ -141,9 +155,7 @@ class ContainerdClient:
 
     async def get_image(self, namespace: str, name: str) -> ImageRecord:
         """The record with exactly this name; NotFoundInContainerd if none."""
-        reply = await self._call(
-            "images.get", self._images.Get, images_pb2.GetImageRequest(name=name), namespace
-        )
+        reply = await self._call("images.get", self._images.Get, images_pb2.GetImageRequest(name=name), namespace)
         return _to_image(reply.image)
 
     async def list_images(self, namespace: str, filters: Iterable[str] = ()) -> list[ImageRecord]:
@@ -154,12 +166,8 @@ class ContainerdClient:
 
     async def create_image(self, namespace: str, record: ImageRecord) -> None:
         """Create a record; AlreadyExistsInContainerd if the name is taken."""
-        image = images_pb2.Image(
-            name=record.name, target=_from_descriptor(record.target), labels=dict(record.labels)
-        )
-        await self._call(
-            "images.create", self._images.Create, images_pb2.CreateImageRequest(image=image), namespace
-        )
+        image = images_pb2.Image(name=record.name, target=_from_descriptor(record.target), labels=dict(record.labels))
+        await self._call("images.create", self._images.Create, images_pb2.CreateImageRequest(image=image), namespace)
 
     async def delete_image(self, namespace: str, name: str, target: Descriptor | None, *, sync: bool) -> None:
         """Delete a record; with target, containerd 1.7+ deletes only if it still points there."""
@@ -172,9 +180,7 @@ class ContainerdClient:
 
     async def content_info(self, namespace: str, digest: str) -> ContentInfo:
         """A blob's size and labels; NotFoundInContainerd if the store lacks it."""
-        reply = await self._call(
-            "content.info", self._content.Info, content_pb2.InfoRequest(digest=digest), namespace
-        )
+        reply = await self._call("content.info", self._content.Info, content_pb2.InfoRequest(digest=digest), namespace)
         return ContentInfo(digest=reply.info.digest, size=reply.info.size, labels=dict(reply.info.labels))
 
     async def read_blob(self, namespace: str, digest: str, size_limit: int = MAX_METADATA_BLOB) -> bytes:
@@ -183,14 +189,14 @@ class ContainerdClient:
         total = 0
         request = content_pb2.ReadContentRequest(digest=digest)
         try:
-            stream = self._content.Read(request, metadata=self._metadata(namespace), timeout=self._timeout)
+            stream = self._content.Read(
+                request, metadata=self._metadata(namespace), timeout=self._timeout_for("content.read")
+            )
             async for reply in stream:
                 total += len(reply.data)
                 if total > size_limit:
                     stream.cancel()
-                    raise ContainerdFailed(
-                        f"blob {digest} is larger than {size_limit} bytes", {"digest": digest}
-                    )
+                    raise ContainerdFailed(f"blob {digest} is larger than {size_limit} bytes", {"digest": digest})
                 chunks.append(reply.data)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, "content.read") from None
@@ -201,11 +207,12 @@ class ContainerdClient:
         request = content_pb2.ListContentRequest(filters=list(filters))
         found: list[ContentInfo] = []
         try:
-            stream = self._content.List(request, metadata=self._metadata(namespace), timeout=self._timeout)
+            stream = self._content.List(
+                request, metadata=self._metadata(namespace), timeout=self._timeout_for("content.list")
+            )
             async for reply in stream:
                 found.extend(
-                    ContentInfo(digest=info.digest, size=info.size, labels=dict(info.labels))
-                    for info in reply.info
+                    ContentInfo(digest=info.digest, size=info.size, labels=dict(info.labels)) for info in reply.info
                 )
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, "content.list") from None
@@ -272,9 +279,7 @@ class ContainerdClient:
 
     async def publish_untag(self, namespace: str, image_id: str, name: str) -> None:
         """Publish `/imageremoval/untag` with an imageremoval.v1.ImageUntagged payload."""
-        await self._publish(
-            namespace, TOPIC_UNTAG, image_removal_pb2.ImageUntagged(image_id=image_id, name=name)
-        )
+        await self._publish(namespace, TOPIC_UNTAG, image_removal_pb2.ImageUntagged(image_id=image_id, name=name))
 
     async def publish_delete(self, namespace: str, image_id: str) -> None:
         """Publish `/imageremoval/delete` with an imageremoval.v1.ImageDeleted payload."""

@@ -6,20 +6,20 @@ from collections.abc import Sequence
 
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 
-from .config import is_valid_namespace
-from .errors import InvalidArgument, Reason
 from .removal import Item, ItemKind, PlatformSpec, RemovalRequest
 
 
-def to_request(message: pb.RemoveImageRequest, default_namespace: str) -> RemovalRequest:
+def to_request(
+    message: pb.RemoveImageRequest,
+    default_namespace: str,
+    *,
+    identities: Sequence[str] = (),
+    deadline: float | None = None,
+) -> RemovalRequest:
     """Validate the wire request and turn it into a RemovalRequest."""
-    namespace = message.namespace or default_namespace
-    if not is_valid_namespace(namespace):
-        shown = namespace if len(namespace) <= 80 else namespace[:80] + "..."
-        raise InvalidArgument(Reason.INVALID_NAMESPACE, f"invalid namespace {shown!r}", {"namespace": shown})
     return RemovalRequest(
         reference=message.image,
-        namespace=namespace,
+        namespace=message.namespace or default_namespace,
         force=message.force,
         prune=not message.no_prune,
         platforms=tuple(
@@ -27,6 +27,8 @@ def to_request(message: pb.RemoveImageRequest, default_namespace: str) -> Remova
         ),
         allow_missing=message.allow_missing,
         async_gc=message.async_gc,
+        identities=tuple(identities),
+        deadline=deadline,
     )
 
 

@@ -37,6 +37,9 @@ class Reason(enum.StrEnum):
     CONTAINERD_UNAVAILABLE = "CONTAINERD_UNAVAILABLE"
     CONTAINERD_ERROR = "CONTAINERD_ERROR"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    NAMESPACE_NOT_ALLOWED = "NAMESPACE_NOT_ALLOWED"
+    IMAGE_PROTECTED = "IMAGE_PROTECTED"
+    TOO_MANY_REMOVALS = "TOO_MANY_REMOVALS"
     INTERNAL = "INTERNAL"
 
 
@@ -151,6 +154,27 @@ class DeadlineExceeded(RemovalError):
 
     kind = ErrorKind.DEADLINE_EXCEEDED
     reason = Reason.DEADLINE_EXCEEDED
+
+
+class NamespaceNotAllowed(RemovalError):
+    """The caller may not touch this namespace (server allow-list or its certificate identity)."""
+
+    kind = ErrorKind.PERMISSION_DENIED
+    reason = Reason.NAMESPACE_NOT_ALLOWED
+
+
+class ImageProtected(RemovalError):
+    """The image is pinned (CRI) or matches a protected pattern."""
+
+    kind = ErrorKind.FAILED_PRECONDITION
+    reason = Reason.IMAGE_PROTECTED
+
+
+class TooManyRemovals(RemovalError):
+    """The concurrency limit is reached; retry later."""
+
+    kind = ErrorKind.RESOURCE_EXHAUSTED
+    reason = Reason.TOO_MANY_REMOVALS
 
 
 class NotFoundInContainerd(Exception):

@@ -99,9 +99,7 @@ def decide(resolution: Resolution, *, force: bool, by_id: bool) -> Decision:
             records=records,
             by_name=None,
             check_stopped=not force,
-            check_multiple=not force
-            and len(records) > 1
-            and (found is not None or len(same) != len(records)),
+            check_multiple=not force and len(records) > 1 and (found is not None or len(same) != len(records)),
         )
     same = same_references(parse_stored_name(found.name) or resolution.named, records)
     if len(same) != len(records):

@@ -7,13 +7,15 @@ import contextlib
 import enum
 import logging
 import re
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 
 from . import telemetry as t
-from .containerd import ContainerdClient
+from .containerd import CALL_DEADLINE, ContainerdClient
 from .errors import (
     AlreadyExistsInContainerd,
     Conflict,
@@ -26,8 +28,10 @@ from .errors import (
     Reason,
     RemovalError,
 )
-from .model import LABEL_GC_CONTENT_PREFIX, LABEL_GC_SNAPSHOT_PREFIX, LABEL_PARENT, ImageRecord, TaskState
+from .metrics import RemovalMetrics
+from .model import LABEL_GC_CONTENT_PREFIX, LABEL_GC_SNAPSHOT_PREFIX, LABEL_PARENT, Descriptor, ImageRecord, TaskState
 from .plan import DeleteImage, Resolution, Untag, decide
+from .policy import ConcurrencyLimit, RemovalPolicy
 from .references import (
     IdReference,
     NameReference,
@@ -41,6 +45,7 @@ from .references import (
 from .walk import ImageContent, PlatformManifest, walk_present
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 _RESOLVE_ATTEMPTS = 3
 _PLATFORM_PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 _MAX_PLATFORMS = 64
@@ -71,6 +76,8 @@ class RemovalRequest:
     platforms: tuple[PlatformSpec, ...] = ()
     allow_missing: bool = False
     async_gc: bool = False
+    identities: tuple[str, ...] = ()  # the caller's certificate identities, for the namespace policy
+    deadline: float | None = None  # time.monotonic() by which the caller wants an answer
 
 
 class ItemKind(enum.Enum):
@@ -94,15 +101,15 @@ class _Progress:
     """What has been changed so far, so a failure can say exactly what it changed."""
 
     items: list[Item] = field(default_factory=list)
+    action: str = t.ACTION_DELETE
+    missing: bool = False
 
     def annotate(self, error: RemovalError) -> RemovalError:
         if self.items:
             error.metadata["untagged"] = ",".join(i.value for i in self.items if i.kind is ItemKind.UNTAGGED)
             error.metadata["deleted"] = ",".join(i.value for i in self.items if i.kind is ItemKind.DELETED)
             error.message += (
-                " (changed before the failure: "
-                + ", ".join(f"{i.kind.value} {i.value}" for i in self.items)
-                + ")"
+                " (changed before the failure: " + ", ".join(f"{i.kind.value} {i.value}" for i in self.items) + ")"
             )
             error.args = (error.message,)
         return error
@@ -124,8 +131,7 @@ def platform_matches(spec: PlatformSpec, platform: dict[str, str] | object) -> b
     return (
         platform.get("os", "") == spec.os
         and platform.get("architecture", "") == spec.architecture
-        and _variant(spec.architecture, platform.get("variant", ""))
-        == _variant(spec.architecture, spec.variant)
+        and _variant(spec.architecture, platform.get("variant", "")) == _variant(spec.architecture, spec.variant)
     )
 
 
@@ -153,9 +159,45 @@ def validate_platforms(platforms: Sequence[PlatformSpec], force: bool) -> None:
 class ImageRemover:
     """Removes images with Docker's semantics; one instance serves every request."""
 
-    def __init__(self, client: ContainerdClient, tracer: trace.Tracer) -> None:
+    def __init__(
+        self,
+        client: ContainerdClient,
+        tracer: trace.Tracer,
+        metrics: RemovalMetrics | None = None,
+        policy: RemovalPolicy | None = None,
+    ) -> None:
         self._client = client
         self._tracer = tracer
+        self._metrics = metrics
+        self._policy = policy or RemovalPolicy()
+        self._limit = ConcurrencyLimit(self._policy.max_concurrent)
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def drain(self, seconds: float) -> None:
+        """Wait for mutations that outlived their call (cancelled or past the deadline) to finish."""
+        pending = [task for task in self._background if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=seconds)
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _mutate(self, request: RemovalRequest, work: Coroutine[Any, Any, _T]) -> _T:
+        """Run a mutation to its end, even if the caller cancels or its deadline passes: never half-done."""
+        try:
+            self._policy.check_deadline(request.deadline)  # the last moment to refuse with nothing changed
+        except RemovalError:
+            work.close()
+            raise
+
+        async def unbounded() -> _T:
+            CALL_DEADLINE.set(None)
+            return await work
+
+        task = asyncio.create_task(unbounded())
+        self._keep(task)
+        return await asyncio.shield(task)
 
     @contextlib.contextmanager
     def _phase(self, name: str, request: RemovalRequest) -> Iterator[trace.Span]:
@@ -166,18 +208,66 @@ class ImageRemover:
 
     async def remove(self, request: RemovalRequest) -> list[Item]:
         """Remove one reference; every conflict is checked before the first change."""
+        start = time.perf_counter()
+        progress = _Progress()
+        span = trace.get_current_span()  # the RPC's server span
+        try:
+            with self._limit:
+                CALL_DEADLINE.set(request.deadline)
+                items = await self._remove(request, progress)
+        except RemovalError as error:
+            seconds = time.perf_counter() - start
+            span.add_event(
+                t.EVENT_REFUSED,
+                {
+                    t.ATTR_REASON: error.reason.value,
+                    **{f"imageremoval.error.{k}": v for k, v in error.metadata.items()},
+                },
+            )
+            span.set_attribute(t.ATTR_REASON, error.reason.value)
+            span.set_attribute(t.ATTR_OUTCOME, error.kind.value.lower())
+            if self._metrics is not None:
+                self._metrics.removal(action=progress.action, seconds=seconds, error=error)
+            _log.info(
+                "removal refused: %s",
+                error.message,
+                extra=_log_fields(request, error.kind.value.lower(), seconds, reason=error.reason.value),
+            )
+            raise
+        seconds = time.perf_counter() - start
+        outcome = t.OUTCOME_MISSING if progress.missing else t.OUTCOME_SUCCESS
+        span.set_attribute(t.ATTR_OUTCOME, outcome)
+        span.set_attribute(t.ATTR_ITEMS, len(items))
+        deleted = sum(1 for i in items if i.kind is ItemKind.DELETED)
+        if self._metrics is not None:
+            self._metrics.removal(action=progress.action, seconds=seconds, error=None, missing=progress.missing)
+            self._metrics.items(request.namespace, deleted=deleted, untagged=len(items) - deleted)
+        _log.info(
+            "removed %s: %d untagged, %d deleted",
+            request.reference[:256],
+            len(items) - deleted,
+            deleted,
+            extra=_log_fields(request, outcome, seconds, items=len(items)),
+        )
+        return items
+
+    async def _remove(self, request: RemovalRequest, progress: _Progress) -> list[Item]:
+        self._policy.check_namespace(request.namespace, request.identities)
         validate_platforms(request.platforms, request.force)
         reference = parse_reference(request.reference)
+        self._policy.check_deadline(request.deadline)
         with self._phase(t.SPAN_RESOLVE, request) as span:
             try:
                 resolution = await self._resolve(request.namespace, reference)
             except ImageNotFound:
                 if request.allow_missing:
-                    span.set_attribute(t.ATTR_OUTCOME, "missing")
+                    span.set_attribute(t.ATTR_OUTCOME, t.OUTCOME_MISSING)
+                    progress.missing = True
                     return []
                 raise
             span.set_attribute(t.ATTR_IMAGE_ID, resolution.image_id)
             span.set_attribute(t.ATTR_REFERENCES, len(resolution.all))
+        self._policy.check_protected(resolution.all, force=request.force, display=resolution.display)
         if request.platforms:
             return await self._remove_platforms(request, resolution)
         by_id = isinstance(reference, IdReference) and resolution.named is None
@@ -185,12 +275,13 @@ class ImageRemover:
             decision = decide(resolution, force=request.force, by_id=by_id)
         except ImageNotFound:
             if request.allow_missing:
+                progress.missing = True
                 return []
             raise
-        progress = _Progress()
         try:
             if isinstance(decision, Untag):
-                await self._untag(request, resolution, decision, progress)
+                progress.action = t.ACTION_UNTAG
+                await self._mutate(request, self._untag(request, resolution, decision, progress))
             else:
                 await self._delete(request, resolution, decision, progress)
         except RemovalError as error:
@@ -280,9 +371,7 @@ class ImageRemover:
             for record in decision.records:
                 await self._delete_record(request.namespace, record, sync=False)
                 if not is_dangling(record.name):
-                    progress.items.append(
-                        Item(ItemKind.UNTAGGED, familiar_name(record.name), record.image_id)
-                    )
+                    progress.items.append(Item(ItemKind.UNTAGGED, familiar_name(record.name), record.image_id))
             span.set_attribute(t.ATTR_ITEMS, len(progress.items))
 
     # delete the image
@@ -308,16 +397,36 @@ class ImageRemover:
                 self._prunable_parents(namespace, resolution) if request.prune else _no_parents(),
             )
             span.set_attribute(t.ATTR_PARENTS, len(parents))
+        await self._mutate(
+            request,
+            self._apply_delete(request, resolution, decision, progress, content, soft_untag, bool(children), parents),
+        )
+
+    async def _apply_delete(
+        self,
+        request: RemovalRequest,
+        resolution: Resolution,
+        decision: DeleteImage,
+        progress: _Progress,
+        content: ImageContent,
+        soft_untag: ImageRecord | None,
+        has_children: bool,
+        parents: list[Resolution],
+    ) -> None:
+        """Everything that changes the store, in order; runs to its end once started."""
+        namespace = request.namespace
+        image_id = resolution.image_id
         with self._phase(t.SPAN_DELETE, request) as span:
             span.set_attribute(t.ATTR_IMAGE_ID, image_id)
             if soft_untag is not None:
                 span.set_attribute(t.ATTR_ACTION, "soft-untag")
+                progress.action = t.ACTION_UNTAG
                 await self._soft_untag(request, resolution, soft_untag, progress)
                 return
             span.set_attribute(t.ATTR_ACTION, "delete")
             await self._recheck(namespace, resolution, decision.records, exact=True)
             named = [r for r in decision.records if not is_dangling(r.name)]
-            if children and named:
+            if has_children and named:
                 # The last name of an image other images build on: keep its content as a dangling record.
                 await self._create_dangling(namespace, named[0])
             last_sync = not request.async_gc and not parents
@@ -329,9 +438,13 @@ class ImageRemover:
             progress.items.append(Item(ItemKind.DELETED, image_id, image_id))
         if parents:
             with self._phase(t.SPAN_PRUNE_PARENTS, request) as span:
+                pruning = time.perf_counter()
                 await self._prune(request, parents, progress)
                 span.set_attribute(t.ATTR_PARENTS, len(parents))
+                if self._metrics is not None:
+                    self._metrics.prune(time.perf_counter() - pruning)
         if not request.async_gc:
+            self._account_reclaimed(namespace, content)
             with self._phase(t.SPAN_RELEASE_SNAPSHOTS, request) as span:
                 released = await self._release_snapshots(namespace, content)
                 span.set_attribute(t.ATTR_CONFIGS_RELEASED, released)
@@ -355,14 +468,11 @@ class ImageRemover:
                 reference = familiar_name(decision.by_name.name)
                 raise ImageConflict(
                     reference=reference,
-                    conflict=Conflict.RUNNING_CONTAINER
-                    if state is TaskState.RUNNING
-                    else Conflict.STOPPED_CONTAINER,
+                    conflict=Conflict.RUNNING_CONTAINER if state is TaskState.RUNNING else Conflict.STOPPED_CONTAINER,
                     forceable=True,
                     image_id=image_id,
                     container=container,
-                    detail=f"container {short_id(container)} is using its referenced image "
-                    f"{short_id(image_id)}",
+                    detail=f"container {short_id(container)} is using its referenced image {short_id(image_id)}",
                 )
             return decision.by_name
         reference = short_id(image_id)
@@ -409,9 +519,7 @@ class ImageRemover:
             progress.items.append(Item(ItemKind.UNTAGGED, familiar_name(each.name), resolution.image_id))
 
     async def _create_dangling(self, namespace: str, record: ImageRecord) -> None:
-        dangling = ImageRecord(
-            name=dangling_name(record.image_id), target=record.target, labels=record.labels
-        )
+        dangling = ImageRecord(name=dangling_name(record.image_id), target=record.target, labels=record.labels)
         with contextlib.suppress(AlreadyExistsInContainerd):
             await self._client.create_image(namespace, dangling)
 
@@ -440,6 +548,32 @@ class ImageRemover:
                 {"imageId": record.image_id, "reference": familiar_name(record.name)},
             ) from None
 
+    def _account_reclaimed(self, namespace: str, content: ImageContent) -> None:
+        """Count the bytes the collection freed, off the request's path (it only feeds a metric)."""
+        if self._metrics is None or len(self._background) > 64:
+            return
+        self._keep(asyncio.create_task(self._measure_reclaimed(namespace, content)))
+
+    async def _measure_reclaimed(self, namespace: str, content: ImageContent) -> None:
+        blobs = {b.digest: b.size for m in content.manifests for b in (m.descriptor, *m.blobs)}
+        if content.index is not None:
+            blobs[content.index.digest] = content.index.size
+
+        async def gone(digest: str) -> bool:
+            try:
+                await self._client.content_info(namespace, digest)
+            except NotFoundInContainerd:
+                return True
+            except RemovalError:
+                return False
+            return False
+
+        found = await asyncio.gather(*(gone(d) for d in blobs))
+        if self._metrics is not None:
+            self._metrics.reclaimed(
+                namespace, sum(size for (_, size), g in zip(blobs.items(), found, strict=True) if g)
+            )
+
     # conflicts with containers
 
     async def _container_users(
@@ -458,9 +592,7 @@ class ImageRemover:
                 targets[record.name] = record.target.digest
         users = [c for c in containers if c.image in own_names or targets.get(c.image) == resolution.image_id]
         # A container whose image name is gone (untagged, retagged) is matched by its snapshot lineage.
-        orphans = [
-            c for c in containers if c.image not in own_names and c.image not in targets and c.snapshot_key
-        ]
+        orphans = [c for c in containers if c.image not in own_names and c.image not in targets and c.snapshot_key]
         if orphans and content.chain_ids:
             parents = await asyncio.gather(
                 *(self._snapshot_parent(namespace, c.snapshotter, c.snapshot_key) for c in orphans)
@@ -593,27 +725,32 @@ class ImageRemover:
                     container=running[0],
                     detail=f"platform is being used by running container {short_id(running[0])}",
                 )
-        items: list[Item] = []
+        items = await self._mutate(request, self._drop_platforms(request, resolution, content.index, chosen))
+        with self._phase(t.SPAN_EVENTS, request):
+            await self._publish(namespace, items)
+        return items
+
+    async def _drop_platforms(
+        self, request: RemovalRequest, resolution: Resolution, index: Descriptor, chosen: list[PlatformManifest]
+    ) -> list[Item]:
+        """Drop the index's garbage-collection references to these manifests, then collect once.
+
+        The collector then frees exactly the blobs no other image references (B3), which a direct
+        Content.Delete could not know.
+        """
         with self._phase(t.SPAN_DELETE, request) as span:
             span.set_attribute(t.ATTR_ACTION, "platforms")
-            info = await self._client.content_info(namespace, content.index.digest)
+            await self._recheck(request.namespace, resolution, resolution.all, exact=False)
+            info = await self._client.content_info(request.namespace, index.digest)
             removed = {m.descriptor.digest for m in chosen}
-            # Drop the index's garbage-collection references to these manifests; the collector then frees
-            # exactly the blobs no other image references (B3), which a direct Content.Delete could not know.
-            labels = {
-                k: ""
-                for k, v in info.labels.items()
-                if k.startswith(LABEL_GC_CONTENT_PREFIX) and v in removed
-            }
+            labels = {k: "" for k, v in info.labels.items() if k.startswith(LABEL_GC_CONTENT_PREFIX) and v in removed}
             if labels:
-                await self._client.update_content_labels(namespace, content.index.digest, labels)
+                await self._client.update_content_labels(request.namespace, index.digest, labels)
             if not request.async_gc:
-                async with self._client.temporary_lease(namespace):
+                async with self._client.temporary_lease(request.namespace):
                     pass  # deleting the lease synchronously runs one garbage-collection pass
             items = [Item(ItemKind.DELETED, m.descriptor.digest, resolution.image_id) for m in chosen]
             span.set_attribute(t.ATTR_ITEMS, len(items))
-        with self._phase(t.SPAN_EVENTS, request):
-            await self._publish(namespace, items)
         return items
 
     # events (A7)
@@ -628,6 +765,20 @@ class ImageRemover:
                     await self._client.publish_delete(namespace, item.value)
             except RemovalError as exc:
                 _log.warning("event not published: %s", exc.message)
+
+
+def _log_fields(
+    request: RemovalRequest, outcome: str, seconds: float, *, reason: str = "", items: int = 0
+) -> dict[str, object]:
+    """The structured fields of a removal's log line; user input is clipped."""
+    return {
+        "namespace": request.namespace[:80],
+        "reference": request.reference[:256],
+        "outcome": outcome,
+        "reason": reason,
+        "items": items,
+        "duration_ms": round(seconds * 1000, 3),
+    }
 
 
 async def _no_parents() -> list[Resolution]:

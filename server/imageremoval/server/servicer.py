@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import grpc
 
@@ -12,6 +13,7 @@ from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from .converters import to_request, to_response
 from .errors import RemovalError
 from .removal import ImageRemover
+from .security import peer_identities
 from .status import abort
 
 _log = logging.getLogger(__name__)
@@ -28,9 +30,14 @@ class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
         self, request: pb.RemoveImageRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.RemoveImageResponse:
         try:
-            items = await self._remover.remove(to_request(request, self._default_namespace))
-        except RemovalError as error:
-            _log.info("removal refused: %s", error.message, extra={"reason": error.reason.value})
+            removal = to_request(
+                request,
+                self._default_namespace,
+                identities=peer_identities(context.auth_context()),
+                deadline=_deadline(context),
+            )
+            items = await self._remover.remove(removal)
+        except RemovalError as error:  # logged and counted by the remover
             await abort(context, error)
             raise  # abort raised already; this keeps type checkers honest
         except Exception:
@@ -38,3 +45,11 @@ class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
             await abort(context, RemovalError("internal error; see the server log"))
             raise
         return to_response(items)
+
+
+def _deadline(context: grpc.aio.ServicerContext[object, object]) -> float | None:
+    """The caller's deadline on our monotonic clock; None when it set none."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > 10**8:
+        return None
+    return time.monotonic() + remaining

@@ -33,9 +33,7 @@ def rich_status(error: RemovalError) -> tuple[grpc.StatusCode, str, status_pb2.S
     """Code, message and the google.rpc.Status (ErrorInfo first, then what helps a client act)."""
     code = CODES[error.kind]
     message = error.message if len(error.message) <= _MAX_MESSAGE else error.message[:_MAX_MESSAGE] + "..."
-    details = [
-        _pack(error_details_pb2.ErrorInfo(reason=error.reason.value, domain=DOMAIN, metadata=error.metadata))
-    ]
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason.value, domain=DOMAIN, metadata=error.metadata))]
     if isinstance(error, ImageConflict):
         subject = f"container/{error.container}" if error.container else f"image/{error.image_id}"
         details.append(

@@ -39,3 +39,26 @@ ATTR_OUTCOME = "imageremoval.outcome"
 ATTR_REASON = "imageremoval.error.reason"
 
 EVENT_REFUSED = "imageremoval.refused"
+
+# Metrics (OpenTelemetry names; the Prometheus endpoint shows them with units and _total, see README).
+METER_NAME = "imageremoval"
+METRIC_REMOVAL_DURATION = "imageremoval.removal.duration"  # histogram, s, {action, outcome}
+METRIC_IMAGES_DELETED = "imageremoval.images.deleted"  # counter, {namespace}
+METRIC_REFERENCES_UNTAGGED = "imageremoval.references.untagged"  # counter, {namespace}
+METRIC_BYTES_RECLAIMED = "imageremoval.reclaimed"  # counter, By, {namespace}
+METRIC_CONFLICTS = "imageremoval.conflicts"  # counter, {conflict, forceable}
+METRIC_REMOVALS = "imageremoval.removals"  # counter, {action, outcome, reason}
+METRIC_RPC_DURATION = "rpc.server.duration"  # histogram, ms, RPC semantic conventions
+
+ATTR_METRIC_ACTION = "action"
+ATTR_METRIC_OUTCOME = "outcome"
+ATTR_METRIC_REASON = "reason"
+ATTR_METRIC_CONFLICT = "conflict"
+ATTR_METRIC_FORCEABLE = "forceable"
+ATTR_METRIC_NAMESPACE = "namespace"
+
+ACTION_DELETE = "delete"
+ACTION_UNTAG = "untag"
+ACTION_PRUNE = "prune"
+OUTCOME_SUCCESS = "success"
+OUTCOME_MISSING = "missing"

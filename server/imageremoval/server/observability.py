@@ -1,0 +1,142 @@
+"""Tracer and meter providers built from the standard OTEL_* variables, passed in rather than set globally."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from . import telemetry as t
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_SERVICE_NAME = "imageremoval"
+# Removal latencies span a metadata transaction (milliseconds) to a large garbage collection (seconds).
+SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+MILLISECONDS_BUCKETS = tuple(b * 1000 for b in SECONDS_BUCKETS)
+
+
+class TelemetryConfigError(ValueError):
+    """An OTEL_* variable names an exporter or protocol we do not know."""
+
+
+@dataclass
+class Telemetry:
+    """The providers the server uses, and what must be flushed and stopped on shutdown."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    _closers: list[Any] = field(default_factory=list)
+
+    def shutdown(self) -> None:
+        """Flush spans and metrics (batch processors, periodic readers), then stop the metrics endpoint."""
+        self.tracer_provider.force_flush()
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+        for closer in self._closers:
+            closer()
+
+
+def _exporters(environ: Mapping[str, str], name: str) -> list[str]:
+    value = environ.get(name, "none").strip().lower() or "none"
+    return [part.strip() for part in value.split(",") if part.strip() and part.strip() != "none"]
+
+
+def _protocol(environ: Mapping[str, str], signal: str) -> str:
+    protocol = environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol not in {"grpc", "http/protobuf"}:
+        raise TelemetryConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r}")
+    return protocol
+
+
+def _span_exporter(kind: str, environ: Mapping[str, str]) -> SpanExporter:
+    if kind == "console":
+        return ConsoleSpanExporter(service_name=environ.get("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME))
+    if kind == "otlp":
+        if _protocol(environ, "TRACES") == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            return OTLPSpanExporter()
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+
+        return HttpSpanExporter()
+    raise TelemetryConfigError(f"OTEL_TRACES_EXPORTER: unknown exporter {kind!r} (otlp, console or none)")
+
+
+def _metric_reader(kind: str, environ: Mapping[str, str]) -> MetricReader:
+    if kind == "console":
+        return PeriodicExportingMetricReader(ConsoleMetricExporter())
+    if kind == "otlp":
+        if _protocol(environ, "METRICS") == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+            return PeriodicExportingMetricReader(OTLPMetricExporter())
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HttpMetricExporter,
+        )
+
+        return PeriodicExportingMetricReader(HttpMetricExporter())
+    if kind == "prometheus":
+        raise TelemetryConfigError("OTEL_METRICS_EXPORTER: use --metrics-listen for the Prometheus endpoint")
+    raise TelemetryConfigError(f"OTEL_METRICS_EXPORTER: unknown exporter {kind!r} (otlp, console or none)")
+
+
+def views() -> list[View]:
+    """Bucket boundaries that fit removal latencies (the SDK defaults are for milliseconds)."""
+    return [
+        View(
+            instrument_name=t.METRIC_REMOVAL_DURATION,
+            aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS),
+        ),
+        View(
+            instrument_name=t.METRIC_RPC_DURATION,
+            aggregation=ExplicitBucketHistogramAggregation(MILLISECONDS_BUCKETS),
+        ),
+    ]
+
+
+def telemetry_from_env(
+    environ: Mapping[str, str] | None = None,
+    *,
+    metrics_listen: tuple[str, int] | None = None,
+    extra_readers: list[MetricReader] | None = None,
+) -> Telemetry:
+    """Providers for OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER (default none: quiet without a collector)."""
+    env = os.environ if environ is None else environ
+    attributes: dict[str, str] = {}
+    if not env.get("OTEL_SERVICE_NAME"):
+        attributes[SERVICE_NAME] = DEFAULT_SERVICE_NAME
+    resource = Resource.create(attributes)  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are read here
+    tracer_provider = TracerProvider(resource=resource)
+    for kind in _exporters(env, "OTEL_TRACES_EXPORTER"):
+        tracer_provider.add_span_processor(BatchSpanProcessor(_span_exporter(kind, env)))
+    readers: list[MetricReader] = [_metric_reader(kind, env) for kind in _exporters(env, "OTEL_METRICS_EXPORTER")]
+    readers.extend(extra_readers or [])
+    closers: list[Any] = []
+    if metrics_listen is not None:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry(auto_describe=True)
+        readers.append(PrometheusMetricReader(registry=registry))
+        host, port = metrics_listen
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+        closers.append(server.shutdown)
+        _log.info("serving Prometheus metrics on http://%s:%d/metrics", host, server.server_port)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=views())
+    return Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider, _closers=closers)
