@@ -23,6 +23,9 @@ test-host-deps: host-deps
 	@if [ ! -x /bin/busybox ] || ! dpkg -s busybox-static >/dev/null 2>&1; then \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends busybox-static; \
 	fi
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm; \
+	fi
 
 $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
@@ -38,7 +41,7 @@ run: host-deps venv
 	$(BIN)/imageremoval-server $(ARGS)
 
 ## Everything CI checks: lint, generated code, types, API lint, then pytest against a real containerd.
-test: test-host-deps venv lint check-generate typecheck buf-lint pytest
+test: test-host-deps venv lint check-generate typecheck buf-lint buf-breaking node-deps pytest
 
 lint: venv
 	$(BIN)/ruff check $(wildcard $(HAND_WRITTEN))
@@ -64,3 +67,16 @@ bench: host-deps venv
 
 clean:
 	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: node-deps buf-breaking
+
+## The Node.js client test's npm packages, exactly as locked; reinstalled only when the lock file changes.
+node-deps: tests/node/node_modules/.package-lock.json
+
+tests/node/node_modules/.package-lock.json: tests/node/package-lock.json | test-host-deps
+	npm ci --prefix tests/node --no-audit --no-fund
+	touch $@
+
+## API changes that would break generated clients fail against the last released API (api/released/).
+buf-breaking: venv
+	$(BIN)/buf breaking --against api/released/imageremoval-v1.binpb

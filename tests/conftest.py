@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -68,15 +69,15 @@ def ctr(containerd: PrivateContainerd) -> Ctr:
 class ServerThread:
     """A real server on port 0 with its own event loop, so tests can use blocking clients."""
 
-    def __init__(self, config: ServerConfig, address: str, provider: TracerProvider) -> None:
+    def __init__(self, config: ServerConfig, address: str, provider: TracerProvider, **options: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        self.app: App = self.call(self._build(config, address, provider))
+        self.app: App = self.call(self._build(config, address, provider, options))
         self.port = self.app.port
 
-    async def _build(self, config: ServerConfig, address: str, provider: TracerProvider) -> App:
-        app = create_server(config, address, tracer_provider=provider)
+    async def _build(self, config: ServerConfig, address: str, provider: TracerProvider, options: Any) -> App:
+        app = create_server(config, address, tracer_provider=provider, **options)
         await app.start()
         return app
 

@@ -48,9 +48,7 @@ def test_cli_usage_errors_exit_two(server: Server) -> None:
 
 
 def test_buf_curl_removes_an_image_through_reflection(server: Server, store: Store, ns: str) -> None:
-    image_id = store.put(
-        ns, ["docker.io/library/curl:latest"], manifest((file_layer("u", b"u"),), note="curl")
-    )
+    image_id = store.put(ns, ["docker.io/library/curl:latest"], manifest((file_layer("u", b"u"),), note="curl"))
     url = f"http://{server.target}/imageremoval.v1.ImageRemovalService/RemoveImage"
     result = subprocess.run(
         [

@@ -74,9 +74,7 @@ async def test_only_the_last_delete_waits_for_garbage_collection(
 ) -> None:
     remover, interceptor = recorded
     image = small("gc-once")
-    image_id = store.put(
-        ns, ["docker.io/library/a:1", "docker.io/library/a:2", "docker.io/library/b:1"], image
-    )
+    image_id = store.put(ns, ["docker.io/library/a:1", "docker.io/library/a:2", "docker.io/library/b:1"], image)
     await remover.remove(RemovalRequest(image_id, ns, force=True))
     assert [d.sync for d in interceptor.deletes()] == [False, False, True]
     assert not any(store.has(ns, blob.digest) for blob in image.blobs), "collected before the call returned"
@@ -154,9 +152,7 @@ async def test_a_new_name_added_before_the_first_change_aborts(
     assert store.all_present(ns, image)
 
 
-def test_a_concurrent_retag_never_loses_an_image(
-    client: ImageRemovalClient, store: Store, ctr: Ctr, ns: str
-) -> None:
+def test_a_concurrent_retag_never_loses_an_image(client: ImageRemovalClient, store: Store, ctr: Ctr, ns: str) -> None:
     outcomes: set[str] = set()
     for round_ in range(8):
         image = small(f"race-{round_}")

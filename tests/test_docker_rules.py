@@ -69,9 +69,7 @@ def test_one_ref_of_two_tags_untags_it(client: ImageRemovalClient, store: Store,
     assert store.names(ns) == {lib("a:2")}
 
 
-def test_other_repository_remaining_keeps_the_image(
-    client: ImageRemovalClient, store: Store, ns: str
-) -> None:
+def test_other_repository_remaining_keeps_the_image(client: ImageRemovalClient, store: Store, ns: str) -> None:
     image = small("other-repo")
     store.put(ns, [lib("a:1"), "example.com/b:1"], image)
     assert pairs(client.remove("a:1", namespace=ns)) == [untagged("a:1")]
@@ -79,9 +77,7 @@ def test_other_repository_remaining_keeps_the_image(
     assert store.all_present(ns, image)
 
 
-def test_digest_only_record_stays_while_other_tags_remain(
-    client: ImageRemovalClient, store: Store, ns: str
-) -> None:
+def test_digest_only_record_stays_while_other_tags_remain(client: ImageRemovalClient, store: Store, ns: str) -> None:
     image = small("digest-only")
     store.put(ns, [lib("a:1"), lib(f"a@{image.blob.digest}"), lib("a:2")], image)
     assert pairs(client.remove("a:1", namespace=ns)) == [untagged("a:1")]
@@ -95,16 +91,13 @@ def test_not_found_names_the_reference_with_its_tag(client: ImageRemovalClient, 
     assert caught.value.message == "No such image: example.com/missing:9"
 
 
-def test_by_id_naming_several_repositories_needs_force(
-    client: ImageRemovalClient, store: Store, ns: str
-) -> None:
+def test_by_id_naming_several_repositories_needs_force(client: ImageRemovalClient, store: Store, ns: str) -> None:
     image_id = store.put(ns, [lib("a:latest"), lib("b:latest")], small("multi"))
     with pytest.raises(ConflictError) as caught:
         client.remove(image_id[7:19], namespace=ns)
     assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "MULTIPLE_REFERENCES", "true")
     assert caught.value.message == (
-        f"conflict: unable to delete {image_id[7:19]} (must be forced) - "
-        "image is referenced in multiple repositories"
+        f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is referenced in multiple repositories"
     )
     assert store.names(ns) == {lib("a:latest"), lib("b:latest")}
     assert pairs(client.remove(image_id[7:19], namespace=ns, force=True)) == [
@@ -288,9 +281,7 @@ def test_prune_stops_quietly_at_a_parent_a_container_uses(
     assert store.names(ns) == {f"moby-dangling@{parent}"}
 
 
-def test_prune_stops_at_a_parent_that_is_still_named(
-    client: ImageRemovalClient, store: Store, ns: str
-) -> None:
+def test_prune_stops_at_a_parent_that_is_still_named(client: ImageRemovalClient, store: Store, ns: str) -> None:
     parent = store.put(ns, [lib("base:latest")], small("named-parent"))
     child = store.put(ns, [lib("app:latest")], small("child-of-named"), labels={LABEL_PARENT: parent})
     assert pairs(client.remove("app", namespace=ns)) == [untagged("app:latest"), deleted(child)]
@@ -335,9 +326,7 @@ def test_platform_that_is_not_present_is_not_found(client: ImageRemovalClient, s
         assert (caught.value.code, caught.value.reason) == ("NOT_FOUND", "PLATFORM_NOT_FOUND")
 
 
-def test_platform_removal_deletes_only_that_platform(
-    client: ImageRemovalClient, store: Store, ns: str
-) -> None:
+def test_platform_removal_deletes_only_that_platform(client: ImageRemovalClient, store: Store, ns: str) -> None:
     amd, arm, image_id = _multi(store, ns)
     with store.record_events(ns) as events:
         items = client.remove("multi", namespace=ns, force=True, platforms=[Platform("linux", "arm64")])
@@ -360,9 +349,7 @@ def test_platform_removal_keeps_a_manifest_another_index_shares(
     assert all(store.intact(ns, b.digest) for b in arm.blobs), "other:latest still needs the arm64 manifest"
 
 
-def test_platforms_of_a_single_platform_image_are_refused(
-    client: ImageRemovalClient, store: Store, ns: str
-) -> None:
+def test_platforms_of_a_single_platform_image_are_refused(client: ImageRemovalClient, store: Store, ns: str) -> None:
     store.put(ns, [lib("single:latest")], small("single"))
     with pytest.raises(ImageRemovalError) as caught:
         client.remove("single", namespace=ns, force=True, platforms=[Platform("linux", "amd64")])
@@ -373,9 +360,7 @@ def test_platforms_of_a_single_platform_image_are_refused(
 # B6: idempotent retries
 
 
-def test_allow_missing_makes_a_retried_removal_succeed(
-    client: ImageRemovalClient, store: Store, ns: str
-) -> None:
+def test_allow_missing_makes_a_retried_removal_succeed(client: ImageRemovalClient, store: Store, ns: str) -> None:
     image_id = store.put(ns, [lib("retry:latest")], small("retry"))
     assert pairs(client.remove("retry", namespace=ns, allow_missing=True)) == [
         untagged("retry:latest"),

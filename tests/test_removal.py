@@ -15,9 +15,7 @@ NAME = "docker.io/library/alpha:latest"
 
 
 def _image(note: str = "alpha"):  # type: ignore[no-untyped-def]
-    return manifest(
-        (file_layer("a.txt", note.encode()), file_layer("b.txt", b"b-" + note.encode())), note=note
-    )
+    return manifest((file_layer("a.txt", note.encode()), file_layer("b.txt", b"b-" + note.encode())), note=note)
 
 
 @pytest.mark.parametrize(
@@ -84,15 +82,12 @@ def test_namespace_defaults_to_the_servers(client: ImageRemovalClient, store: St
     assert "docker.io/library/in-default:latest" not in store.names("default")
 
 
-def test_events_are_published_in_the_order_of_the_items(
-    client: ImageRemovalClient, store: Store, ns: str
-) -> None:
+def test_events_are_published_in_the_order_of_the_items(client: ImageRemovalClient, store: Store, ns: str) -> None:
     image_id = store.put(ns, [NAME, f"docker.io/library/alpha@{_image().blob.digest}"], _image())
     with store.record_events(ns) as recorder:
         items = client.remove(image_id[:12], namespace=ns, force=True)
     expected = [
-        ("/imageremoval/untag" if kind == "untagged" else "/imageremoval/delete", value)
-        for kind, value in pairs(items)
+        ("/imageremoval/untag" if kind == "untagged" else "/imageremoval/delete", value) for kind, value in pairs(items)
     ]
     assert recorder.ours() == expected
     assert expected[-1] == ("/imageremoval/delete", image_id)

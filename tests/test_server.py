@@ -28,9 +28,7 @@ SERVICE = "imageremoval.v1.ImageRemovalService"
 
 def _health(target: str, service: str = SERVICE) -> int:
     with grpc.insecure_channel(target) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=5
-        )
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         return int(reply.status)
 
 
@@ -102,9 +100,7 @@ def test_reflection_lists_and_describes_the_service(server: Server) -> None:
         assert [f.name for f in method.input_type.fields][:4] == ["image", "namespace", "force", "no_prune"]
 
 
-def _raw_error(
-    target: str, request: pb.RemoveImageRequest
-) -> tuple[grpc.StatusCode, error_details_pb2.ErrorInfo]:
+def _raw_error(target: str, request: pb.RemoveImageRequest) -> tuple[grpc.StatusCode, error_details_pb2.ErrorInfo]:
     with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as caught:
         pb_grpc.ImageRemovalServiceStub(channel).RemoveImage(request, timeout=10)
     error = caught.value
@@ -159,19 +155,11 @@ def test_ambiguous_short_id_is_refused(client: ImageRemovalClient, store: Store,
     assert store.names(ns) == {"docker.io/library/first:latest", "docker.io/library/second:latest"}
 
 
-def test_each_phase_is_a_span_in_order(
-    server: Server, client: ImageRemovalClient, store: Store, ns: str
-) -> None:
-    image_id = store.put(
-        ns, ["docker.io/library/traced:latest"], manifest((file_layer("t", b"t"),), note="t")
-    )
+def test_each_phase_is_a_span_in_order(server: Server, client: ImageRemovalClient, store: Store, ns: str) -> None:
+    image_id = store.put(ns, ["docker.io/library/traced:latest"], manifest((file_layer("t", b"t"),), note="t"))
     server.spans.clear()
     client.remove("traced", namespace=ns)
-    spans = [
-        s
-        for s in server.spans.get_finished_spans()
-        if (s.attributes or {}).get(telemetry.ATTR_NAMESPACE) == ns
-    ]
+    spans = [s for s in server.spans.get_finished_spans() if (s.attributes or {}).get(telemetry.ATTR_NAMESPACE) == ns]
     assert [s.name for s in spans] == [
         telemetry.SPAN_RESOLVE,
         telemetry.SPAN_WALK,

@@ -98,9 +98,7 @@ class TarBuilder:
     def build(self) -> Layer:
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            directories = sorted(
-                {str(p) for name in [*self.files, *self.symlinks] for p in Path(name).parents} - {"."}
-            )
+            directories = sorted({str(p) for name in [*self.files, *self.symlinks] for p in Path(name).parents} - {"."})
             for directory in directories:
                 info = tarfile.TarInfo(directory)
                 info.type, info.mode = tarfile.DIRTYPE, 0o755

@@ -93,9 +93,7 @@ class Store:
             if not keep:
                 self.leases.Delete(leases_pb2.DeleteRequest(id=lease_id), metadata=self.md(namespace))
 
-    def write_blob(
-        self, namespace: str, blob: Blob, lease: str, labels: dict[str, str] | None = None
-    ) -> None:
+    def write_blob(self, namespace: str, blob: Blob, lease: str, labels: dict[str, str] | None = None) -> None:
         """Commit one blob through Content.Write, as the transfer service of a pull does."""
         request = content_pb2.WriteContentRequest(
             action=content_pb2.WriteAction.COMMIT,
@@ -120,14 +118,10 @@ class Store:
         self.write_blob(namespace, m.config, lease)
         self.write_blob(namespace, m.blob, lease, m.gc_labels())
 
-    def create_record(
-        self, namespace: str, name: str, target: Blob, labels: dict[str, str] | None = None
-    ) -> None:
+    def create_record(self, namespace: str, name: str, target: Blob, labels: dict[str, str] | None = None) -> None:
         image = images_pb2.Image(
             name=name,
-            target=descriptor_pb2.Descriptor(
-                media_type=target.media_type, digest=target.digest, size=target.size
-            ),
+            target=descriptor_pb2.Descriptor(media_type=target.media_type, digest=target.digest, size=target.size),
             labels=labels or {},
         )
         self.images.Create(images_pb2.CreateImageRequest(image=image), metadata=self.md(namespace))
@@ -159,9 +153,7 @@ class Store:
 
         info = content_pb2.Info(digest=digest, labels=labels)
         mask = field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels])
-        self.content.Update(
-            content_pb2.UpdateRequest(info=info, update_mask=mask), metadata=self.md(namespace)
-        )
+        self.content.Update(content_pb2.UpdateRequest(info=info, update_mask=mask), metadata=self.md(namespace))
 
     def delete_record(self, namespace: str, name: str) -> None:
         self.images.Delete(images_pb2.DeleteImageRequest(name=name, sync=True), metadata=self.md(namespace))
@@ -206,9 +198,7 @@ class Store:
 
     def all_present(self, namespace: str, image: Manifest | Index) -> bool:
         blobs = [image.blob] + (
-            [b for m in image.manifests for b in m.blobs]
-            if isinstance(image, Index)
-            else list(image.blobs[1:])
+            [b for m in image.manifests for b in m.blobs] if isinstance(image, Index) else list(image.blobs[1:])
         )
         return all(self.intact(namespace, b.digest) for b in blobs)
 
@@ -243,9 +233,7 @@ class Store:
             yield recorder
         finally:
             # Settle: a last marker proves every earlier event was delivered.
-            self.events.Publish(
-                events_pb2.PublishRequest(topic="/test/end", event=marker), metadata=self.md(namespace)
-            )
+            self.events.Publish(events_pb2.PublishRequest(topic="/test/end", event=marker), metadata=self.md(namespace))
             for _ in range(50):
                 if any(e.topic == "/test/end" for e in recorder.events):
                     break

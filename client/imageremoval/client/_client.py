@@ -63,8 +63,7 @@ def _request(
         force=force,
         no_prune=no_prune,
         platforms=[
-            image_removal_pb2.Platform(os=p.os, architecture=p.architecture, variant=p.variant)
-            for p in platforms
+            image_removal_pb2.Platform(os=p.os, architecture=p.architecture, variant=p.variant) for p in platforms
         ],
         allow_missing=allow_missing,
         async_gc=async_gc,
@@ -97,9 +96,7 @@ class ImageRemovalClient:
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         self._owns_channel = channel is None
-        self._channel = (
-            channel if channel is not None else grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-        )
+        self._channel = channel if channel is not None else grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._timeout = timeout
         self._closed = False
         self._remove_image: grpc.UnaryUnaryMultiCallable[
@@ -217,9 +214,7 @@ class AsyncImageRemovalClient:
 
     def _callable(
         self,
-    ) -> grpc.aio.UnaryUnaryMultiCallable[
-        image_removal_pb2.RemoveImageRequest, image_removal_pb2.RemoveImageResponse
-    ]:
+    ) -> grpc.aio.UnaryUnaryMultiCallable[image_removal_pb2.RemoveImageRequest, image_removal_pb2.RemoveImageResponse]:
         if self._closed:
             raise RuntimeError("AsyncImageRemovalClient is closed")
         if self._remove_image is None:

@@ -169,6 +169,4 @@ def from_rpc_error(error: grpc.RpcError) -> ImageRemovalError:
     message = details or (status.message if status is not None else "") or code
     if info is None:
         return make_error(message, code=code)
-    return make_error(
-        message, code=code, reason=info.reason, domain=info.domain, metadata=dict(info.metadata.items())
-    )
+    return make_error(message, code=code, reason=info.reason, domain=info.domain, metadata=dict(info.metadata.items()))

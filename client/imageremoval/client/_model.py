@@ -23,17 +23,11 @@ class Platform:
         """Parse `os/architecture[/variant]`; raise ValueError on anything else."""
         parts = text.split("/")
         if len(parts) not in (2, 3) or not all(_COMPONENT.fullmatch(part) for part in parts):
-            raise ValueError(
-                f"invalid platform {text!r}: expected os/architecture[/variant], e.g. linux/arm64/v8"
-            )
+            raise ValueError(f"invalid platform {text!r}: expected os/architecture[/variant], e.g. linux/arm64/v8")
         return cls(*parts)
 
     def __str__(self) -> str:
-        return (
-            f"{self.os}/{self.architecture}/{self.variant}"
-            if self.variant
-            else f"{self.os}/{self.architecture}"
-        )
+        return f"{self.os}/{self.architecture}/{self.variant}" if self.variant else f"{self.os}/{self.architecture}"
 
 
 @dataclass(frozen=True, slots=True)

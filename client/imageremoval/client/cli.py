@@ -55,9 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("images", nargs="+", metavar="IMAGE", help="image name, name:tag, name@digest or ID")
     rm.add_argument("-f", "--force", action="store_true", help="remove even if a stopped container uses it")
     rm.add_argument("--no-prune", action="store_true", help="do not delete untagged parents")
-    rm.add_argument(
-        "-n", "--namespace", default="", metavar="NS", help="containerd namespace (default: the server's)"
-    )
+    rm.add_argument("-n", "--namespace", default="", metavar="NS", help="containerd namespace (default: the server's)")
     rm.add_argument(
         "--platform",
         dest="platforms",

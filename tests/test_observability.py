@@ -1,0 +1,344 @@
+"""One trace from the caller through every phase into containerd; metrics for Prometheus; structured logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from imageremoval.gen.v1 import image_removal_pb2 as pb
+from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
+from imageremoval.server import telemetry as t
+from imageremoval.server.config import ServerConfig
+from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.observability import telemetry_from_env
+
+from .conftest import ServerThread
+from .support.images import file_layer, manifest
+from .support.store import Store
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+
+class MetadataRecorder(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    """Sees each containerd call's outgoing metadata after the tracing interceptor added its headers."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, str]]] = []
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
+        self.sent.append((method, {k: str(v) for k, v in (details.metadata or ())}))
+        return await continuation(details, request)
+
+
+@pytest.fixture(scope="module")
+def observed(
+    containerd: PrivateContainerd,
+) -> Iterator[tuple[ServerThread, InMemorySpanExporter, Any, MetadataRecorder]]:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    recorder = MetadataRecorder()
+    thread = ServerThread(
+        ServerConfig(listen="127.0.0.1:0"),
+        containerd.address,
+        tracer_provider,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+        containerd_interceptors=[recorder],
+    )
+    yield thread, spans, reader, recorder
+    thread.stop()
+
+
+def _remove(port: int, image: str, namespace: str, **fields: Any) -> grpc.RpcError | pb.RemoveImageResponse:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.ImageRemovalServiceStub(channel)
+        try:
+            reply: pb.RemoveImageResponse = stub.RemoveImage(
+                pb.RemoveImageRequest(image=image, namespace=namespace, **fields),
+                metadata=(("traceparent", TRACEPARENT),),
+                timeout=30,
+            )
+        except grpc.RpcError as error:
+            return error
+        return reply
+
+
+def _ours(spans: InMemorySpanExporter) -> list[ReadableSpan]:
+    """This trace's finished spans, once the server span has ended (it may end just after the reply)."""
+    found: list[ReadableSpan] = []
+    for _ in range(50):
+        found = [
+            s
+            for s in spans.get_finished_spans()
+            if s.context is not None and format(s.context.trace_id, "032x") == TRACE_ID
+        ]
+        if any(s.kind is SpanKind.SERVER for s in found):
+            break
+        time.sleep(0.05)
+    return found
+
+
+def test_the_callers_trace_continues_through_every_phase_into_containerd(
+    observed: tuple[ServerThread, InMemorySpanExporter, Any, MetadataRecorder], store: Store, ns: str
+) -> None:
+    thread, spans, _, recorder = observed
+    store.put(ns, ["docker.io/library/traced:latest"], manifest((file_layer("t", b"traced"),), note="traced"))
+    spans.clear()
+    recorder.sent.clear()
+    assert isinstance(_remove(thread.port, "traced", ns), pb.RemoveImageResponse)
+    ours = _ours(spans)
+    server = [s for s in ours if s.kind is SpanKind.SERVER]
+    assert len(server) == 1
+    root = server[0]
+    assert root.parent is not None and format(root.parent.span_id, "016x") == PARENT_ID
+    attributes = dict(root.attributes or {})
+    assert attributes["rpc.system"] == "grpc"
+    assert attributes["rpc.service"] == "imageremoval.v1.ImageRemovalService"
+    assert attributes["rpc.method"] == "RemoveImage"
+    assert attributes[t.ATTR_OUTCOME] == "success"
+    phases = sorted((s for s in ours if s.name in t.PHASES), key=lambda s: s.start_time or 0)
+    assert [s.name for s in phases] == [
+        t.SPAN_RESOLVE,
+        t.SPAN_WALK,
+        t.SPAN_CHECK_CONFLICTS,
+        t.SPAN_DELETE,
+        t.SPAN_RELEASE_SNAPSHOTS,
+        t.SPAN_EVENTS,
+    ]
+    assert all(
+        s.parent is not None and root.context is not None and s.parent.span_id == root.context.span_id for s in phases
+    )
+    clients = [s for s in ours if s.kind is SpanKind.CLIENT]
+    assert any(s.name == "/containerd.services.images.v1.Images/Delete" for s in clients)
+    # Each containerd call sits under a phase (or, for the bytes-reclaimed count after the call, the RPC).
+    parents = {s.context.span_id for s in [*phases, root] if s.context is not None}
+    assert all(s.parent is not None and s.parent.span_id in parents for s in clients)
+    resolve_id = phases[0].context.span_id if phases[0].context else 0
+    assert any(s.parent is not None and s.parent.span_id == resolve_id for s in clients)
+    deletes = [md for method, md in recorder.sent if method.endswith("Images/Delete")]
+    assert deletes and deletes[0]["traceparent"].split("-")[1] == TRACE_ID
+
+
+def test_a_refused_removal_records_the_rule_that_refused_it(
+    observed: tuple[ServerThread, InMemorySpanExporter, Any, MetadataRecorder], ns: str
+) -> None:
+    thread, spans, _, _ = observed
+    spans.clear()
+    error = _remove(thread.port, "not-here", ns)
+    assert isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.NOT_FOUND
+    ours = _ours(spans)
+    root = next(s for s in ours if s.kind is SpanKind.SERVER)
+    # RPC semantic conventions: NOT_FOUND is not a server error, so the server span's status stays unset; it
+    # carries the code, and the refusal as an event with the reason. The phase that refused is an error.
+    attributes = dict(root.attributes or {})
+    assert attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert attributes[t.ATTR_REASON] == "IMAGE_NOT_FOUND"
+    refused = [e for e in root.events if e.name == t.EVENT_REFUSED]
+    assert refused and dict(refused[0].attributes or {})[t.ATTR_REASON] == "IMAGE_NOT_FOUND"
+    resolve = next(s for s in ours if s.name == t.SPAN_RESOLVE)
+    assert resolve.status.status_code is StatusCode.ERROR
+
+
+def test_a_failed_removal_is_an_error_span(tmp_path: Path) -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    thread = ServerThread(ServerConfig(listen="127.0.0.1:0"), str(tmp_path / "absent.sock"), provider)
+    try:
+        error = _remove(thread.port, "busybox", "default")
+    finally:
+        thread.stop()
+    assert isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
+    root = next(s for s in _ours(spans) if s.kind is SpanKind.SERVER)
+    assert root.status.status_code is StatusCode.ERROR
+    assert dict(root.attributes or {})[t.ATTR_REASON] == "CONTAINERD_UNAVAILABLE"
+
+
+def test_health_checks_are_not_traced(
+    observed: tuple[ServerThread, InMemorySpanExporter, Any, MetadataRecorder],
+) -> None:
+    thread, spans, _, _ = observed
+    spans.clear()
+    with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER] == []
+
+
+def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+def test_every_outcome_is_counted_with_action_and_reason(
+    observed: tuple[ServerThread, InMemorySpanExporter, Any, MetadataRecorder], store: Store, ns: str
+) -> None:
+    thread, _, reader, _ = observed
+    image = manifest((file_layer("m", b"metrics"),), note="metrics")
+    store.put(ns, ["docker.io/library/m:1", "docker.io/library/m:2"], image)
+    _remove(thread.port, "m:1", ns)
+    _remove(thread.port, "m:2", ns)
+    _remove(thread.port, "m:2", ns)
+    durations = {
+        (dict(p.attributes)["action"], dict(p.attributes)["outcome"]): p.count
+        for p in _points(reader, t.METRIC_REMOVAL_DURATION)
+    }
+    assert durations[("untag", "success")] >= 1 and durations[("delete", "success")] >= 1
+    assert durations[("delete", "not_found")] >= 1
+    assert sum(p.value for p in _points(reader, t.METRIC_IMAGES_DELETED) if dict(p.attributes)["namespace"] == ns) == 1
+    assert (
+        sum(p.value for p in _points(reader, t.METRIC_REFERENCES_UNTAGGED) if dict(p.attributes)["namespace"] == ns)
+        == 2
+    )
+    rpc = [p for p in _points(reader, t.METRIC_RPC_DURATION) if dict(p.attributes)["rpc.method"] == "RemoveImage"]
+    assert {dict(p.attributes)["rpc.grpc.status_code"] for p in rpc} >= {0, grpc.StatusCode.NOT_FOUND.value[0]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_prometheus_endpoint_serves_the_documented_metrics(
+    containerd: PrivateContainerd, store: Store, ns: str
+) -> None:
+    port = _free_port()
+    telemetry = telemetry_from_env({}, metrics_listen=("127.0.0.1", port))
+    thread = ServerThread(
+        ServerConfig(listen="127.0.0.1:0"),
+        containerd.address,
+        telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+    )
+    try:
+        store.put(ns, ["docker.io/library/prom:latest"], manifest((file_layer("p", b"prom"),), note="prom"))
+        assert isinstance(_remove(thread.port, "prom", ns), pb.RemoveImageResponse)
+        _remove(thread.port, "prom", ns)
+        time.sleep(0.5)  # bytes reclaimed are counted just after the call
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    finally:
+        thread.stop()
+        telemetry.shutdown()
+    names = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
+    assert {
+        "imageremoval_removal_duration_seconds_bucket",
+        "imageremoval_removals_total",
+        "imageremoval_images_deleted_total",
+        "imageremoval_references_untagged_total",
+        "imageremoval_reclaimed_bytes_total",
+        "rpc_server_duration_milliseconds_bucket",
+    } <= names
+    refused = [
+        line
+        for line in body.splitlines()
+        if line.startswith("imageremoval_removals_total{")
+        and all(f'{k}="{v}"' in line for k, v in {"outcome": "not_found", "reason": "IMAGE_NOT_FOUND"}.items())
+    ]
+    assert refused and float(refused[0].rsplit(" ", 1)[1]) == 1
+    reclaimed = [line for line in body.splitlines() if line.startswith("imageremoval_reclaimed_bytes_total{")]
+    assert reclaimed and float(reclaimed[0].rsplit(" ", 1)[1]) > 0
+
+
+class _Receiver(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.trace_ids: set[str] = set()
+
+    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the RPC's name
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    self.names.append(span.name)
+                    self.trace_ids.add(span.trace_id.hex())
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def test_otlp_delivers_spans_and_logs_carry_the_trace(
+    containerd: PrivateContainerd, store: Store, ns: str, tmp_path: Path
+) -> None:
+    receiver = _Receiver()
+    collector = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, collector)  # type: ignore[no-untyped-call]
+    otlp_port = collector.add_insecure_port("127.0.0.1:0")
+    collector.start()
+    port = _free_port()
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+        "OTEL_SERVICE_NAME": "imageremoval-test",
+        "IMAGEREMOVAL_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "imageremoval-server"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--containerd-address",
+            containerd.address,
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True)
+    reader.start()
+    try:
+        store.put(ns, ["docker.io/library/otlp:latest"], manifest((file_layer("o", b"otlp"),), note="otlp"))
+        for _ in range(100):
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        assert isinstance(_remove(port, "otlp", ns), pb.RemoveImageResponse)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        reader.join(5)
+        collector.stop(0)
+    assert TRACE_ID in receiver.trace_ids
+    assert {t.SPAN_RESOLVE, t.SPAN_DELETE, t.SPAN_EVENTS} <= set(receiver.names)
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    removal = [r for r in records if r.get("namespace") == ns]
+    assert removal and removal[0]["trace_id"] == TRACE_ID
+    assert removal[0]["outcome"] == "success" and removal[0]["reference"] == "otlp"
