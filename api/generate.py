@@ -115,11 +115,7 @@ def list_files(root: Path) -> dict[str, Path]:
     """Map each file under root (excluding caches) to its posix path relative to root."""
     if not root.is_dir():
         return {}
-    return {
-        p.relative_to(root).as_posix(): p
-        for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
-    }
+    return {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
 def _clip(line: str) -> str:
