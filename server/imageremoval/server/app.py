@@ -50,6 +50,7 @@ class App:
 
     async def start(self) -> None:
         """Serve, NOT_SERVING until containerd answers."""
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         for path in self.unix_sockets:
             path.chmod(0o660)  # owner and group only: removing images is a privileged act
