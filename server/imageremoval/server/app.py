@@ -15,12 +15,14 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from imageremoval.gen.v1 import image_removal_pb2, image_removal_pb2_grpc
 
 from .config import Limits, ServerConfig, is_unix, parse_listen, unix_path
 from .containerd import ContainerdClient
 from .errors import RemovalError
+from .guard import TRANSPORT_LIMIT, RequestGuard
 from .metrics import RemovalMetrics, RpcDurationInterceptor
 from .policy import RemovalPolicy
 from .removal import ImageRemover
@@ -64,7 +66,8 @@ class App:
         serving: bool | None = None
         while not self._stopping:
             try:
-                version = await self.client.version()
+                with suppress_instrumentation():  # a probe every few seconds is not worth a trace each
+                    version = await self.client.version()
                 up = True
             except RemovalError as exc:
                 up, version = False, ""
@@ -110,7 +113,8 @@ def server_options(limits: Limits) -> list[tuple[str, int]]:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.max_connection_age_ms", int(limits.max_connection_age_s * 1000)),
         ("grpc.max_connection_age_grace_ms", int(limits.max_connection_age_grace_s * 1000)),
-        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        # Our own limit is enforced by RequestGuard (INVALID_ARGUMENT); gRPC's only stops absurd sizes.
+        ("grpc.max_receive_message_length", max(TRANSPORT_LIMIT, limits.max_message_bytes)),
         ("grpc.max_send_message_length", limits.max_message_bytes),
         ("grpc.max_metadata_size", limits.max_metadata_bytes),
     ]
@@ -139,6 +143,7 @@ def create_server(
         interceptors=[
             aio_server_interceptor(tracer_provider=tracer_provider, filter_=_traced_services()),
             RpcDurationInterceptor(meter_provider),
+            RequestGuard(f"/{SERVICE_NAME}/", config.limits.max_message_bytes),
         ],
         options=server_options(config.limits),
     )

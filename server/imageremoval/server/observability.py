@@ -16,8 +16,8 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor, SpanExporter
 
 from . import telemetry as t
 
@@ -64,9 +64,30 @@ def _protocol(environ: Mapping[str, str], signal: str) -> str:
     return protocol
 
 
+def one_line(span: ReadableSpan) -> str:
+    """A span as one readable line: trace, span <- parent, name, duration, status and our attributes."""
+    context, parent = span.context, span.parent
+    duration = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
+    attributes = " ".join(
+        f"{k.removeprefix('imageremoval.')}={v!s}"
+        for k, v in (span.attributes or {}).items()
+        if k.startswith(("imageremoval.", "rpc.grpc.status_code"))
+    )
+    return (
+        f"trace={context.trace_id:032x} span={context.span_id:016x} "
+        f"parent={parent.span_id if parent else 0:016x} {span.name} {duration:.2f}ms "
+        f"{span.status.status_code.name} {attributes}".rstrip()
+        + "\n"
+        if context is not None
+        else f"{span.name}\n"
+    )
+
+
 def _span_exporter(kind: str, environ: Mapping[str, str]) -> SpanExporter:
     if kind == "console":
-        return ConsoleSpanExporter(service_name=environ.get("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME))
+        return ConsoleSpanExporter(
+            service_name=environ.get("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME), formatter=one_line
+        )
     if kind == "otlp":
         if _protocol(environ, "TRACES") == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -124,7 +145,10 @@ def telemetry_from_env(
     resource = Resource.create(attributes)  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are read here
     tracer_provider = TracerProvider(resource=resource)
     for kind in _exporters(env, "OTEL_TRACES_EXPORTER"):
-        tracer_provider.add_span_processor(BatchSpanProcessor(_span_exporter(kind, env)))
+        exporter = _span_exporter(kind, env)
+        # Console output is for people watching: print each span as it ends rather than in batches.
+        processor = SimpleSpanProcessor(exporter) if kind == "console" else BatchSpanProcessor(exporter)
+        tracer_provider.add_span_processor(processor)
     readers: list[MetricReader] = [_metric_reader(kind, env) for kind in _exporters(env, "OTEL_METRICS_EXPORTER")]
     readers.extend(extra_readers or [])
     closers: list[Any] = []
