@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .app import create_server
-from .config import ConfigError, ServerConfig, is_unix, load_config, parse_listen
+from .config import ConfigError, ServerConfig, is_loopback, is_unix, load_config, parse_listen
 from .daemon import DaemonError, PrivateContainerd
 from .logs import configure_logging
 from .observability import Telemetry, TelemetryConfigError, telemetry_from_env
@@ -26,6 +26,11 @@ async def serve(config: ServerConfig, containerd_address: str, telemetry: Teleme
         meter_provider=telemetry.meter_provider,
     )
     await app.start()
+    exposed = [a for a in config.listeners if not is_unix(a) and not is_loopback(parse_listen(a)[0])]
+    if exposed and config.tls is None:
+        _log.warning(
+            "serving plaintext on %s as asked (--insecure): anyone who can reach it can remove images", exposed
+        )
     shown = [a if is_unix(a) or app.port == 0 else f"{a.rsplit(':', 1)[0]}:{app.port}" for a in config.listeners]
     _log.info(
         "serving imageremoval.v1.ImageRemovalService on %s (%s; containerd %s; default namespace %s)",
