@@ -8,9 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import Server
+from opentelemetry.sdk.trace import TracerProvider
+
+from imageremoval.server.config import ServerConfig
+from imageremoval.server.daemon import PrivateContainerd
+
+from .conftest import Server, ServerThread
 from .support.images import file_layer, manifest
 from .support.store import Store
+from .test_consistency import RecordingInterceptor
 
 BIN = Path(sys.executable).parent
 
@@ -84,3 +90,45 @@ def test_buf_curl_removes_an_image_through_reflection(server: Server, store: Sto
         check=False,
     )
     assert "imageremoval.v1.ImageRemovalService/RemoveImage" in listed.stdout.splitlines()
+    health = subprocess.run(
+        [
+            str(BIN / "buf"),
+            "curl",
+            "--protocol",
+            "grpc",
+            "--http2-prior-knowledge",
+            f"http://{server.target}/grpc.health.v1.Health/Check",
+            "-d",
+            '{"service": "imageremoval.v1.ImageRemovalService"}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert json.loads(health.stdout) == {"status": "SERVING"}, health.stderr
+
+
+def test_cli_waits_for_one_garbage_collection_per_command(containerd: PrivateContainerd, store: Store, ns: str) -> None:
+    recorder = RecordingInterceptor()
+    thread = ServerThread(
+        ServerConfig(listen="127.0.0.1:0"), containerd.address, TracerProvider(), containerd_interceptors=[recorder]
+    )
+    images = [manifest((file_layer("g", str(n).encode()),), note=f"gc{n}") for n in range(3)]
+    for n, image in enumerate(images):
+        store.put(ns, [f"docker.io/library/gc{n}:latest"], image)
+    try:
+        env = {**os.environ, "IMAGEREMOVAL_SERVER": f"127.0.0.1:{thread.port}"}
+        result = subprocess.run(
+            [str(BIN / "imageremoval"), "rm", "-n", ns, "gc0", "gc1", "gc2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+    finally:
+        thread.stop()
+    assert result.returncode == 0, result.stderr
+    assert [d.sync for d in recorder.deletes()] == [False, False, True]
+    assert not any(store.has(ns, blob.digest) for image in images for blob in image.blobs)

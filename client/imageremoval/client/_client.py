@@ -149,9 +149,14 @@ class ImageRemovalClient:
         async_gc: bool = False,
         timeout: float | None = None,
     ) -> list[Result]:
-        """Remove each image in turn; one (image, items or error) per image, errors captured."""
+        """Remove each image in turn; one (image, items or error) per image, errors captured.
+
+        Only the last removal waits for containerd's garbage collection, which frees what the earlier ones
+        released too: a batch pays for one collection, not one per image.
+        """
         results: list[Result] = []
-        for image in images:
+        last = len(images) - 1
+        for position, image in enumerate(images):
             try:
                 items = self.remove(
                     image,
@@ -160,7 +165,7 @@ class ImageRemovalClient:
                     no_prune=no_prune,
                     platforms=platforms,
                     allow_missing=allow_missing,
-                    async_gc=async_gc,
+                    async_gc=async_gc or position != last,  # one garbage collection for the batch
                     timeout=timeout,
                 )
             except ImageRemovalError as error:
@@ -268,9 +273,13 @@ class AsyncImageRemovalClient:
         async_gc: bool = False,
         timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
     ) -> list[Result]:
-        """Remove each image in turn (not concurrently); one (image, items or error) per image."""
+        """Remove each image in turn (not concurrently); one (image, items or error) per image.
+
+        Only the last removal waits for garbage collection, as in the sync client.
+        """
         results: list[Result] = []
-        for image in images:
+        last = len(images) - 1
+        for position, image in enumerate(images):
             try:
                 items = await self.remove(
                     image,
@@ -279,7 +288,7 @@ class AsyncImageRemovalClient:
                     no_prune=no_prune,
                     platforms=platforms,
                     allow_missing=allow_missing,
-                    async_gc=async_gc,
+                    async_gc=async_gc or position != last,  # one garbage collection for the batch
                     timeout=timeout,
                 )
             except ImageRemovalError as error:

@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _rm(args: argparse.Namespace) -> int:
     failed = False
     with ImageRemovalClient(args.server, timeout=args.timeout) as client:
-        for image in args.images:
+        last = len(args.images) - 1
+        for position, image in enumerate(args.images):
+            # One garbage collection for the whole command: only the last removal waits for it (it frees
+            # what the earlier ones released too), so N images cost one pass, not N.
+            wait_for_gc = position == last and not args.async_gc
             try:
                 items = client.remove(
                     image,
@@ -95,7 +99,7 @@ def _rm(args: argparse.Namespace) -> int:
                     no_prune=args.no_prune,
                     platforms=args.platforms,
                     allow_missing=args.allow_missing,
-                    async_gc=args.async_gc,
+                    async_gc=not wait_for_gc,
                 )
             except ImageRemovalError as error:
                 failed = True
