@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
+from google.protobuf import any_pb2
 
 from imageremoval.client import ConflictError, ImageRemovalClient, ImageRemovalError, Platform
+from imageremoval.gen.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 
 from .helpers import deleted, pairs, untagged
 from .support.ctr import Ctr
-from .support.images import Layer, Manifest, file_layer, index, manifest
+from .support.images import MEDIA_CONFIG, MEDIA_MANIFEST, Blob, Layer, Manifest, file_layer, index, manifest
 from .support.store import LABEL_PARENT, Store
 
 
@@ -370,3 +375,134 @@ def test_allow_missing_makes_a_retried_removal_succeed(client: ImageRemovalClien
     assert client.remove(image_id, namespace=ns, allow_missing=True) == []
     with pytest.raises(ImageRemovalError):
         client.remove("retry", namespace=ns)
+
+
+# Found in review: the store as other tools leave it
+
+
+def test_a_container_keeps_using_the_image_it_was_created_from_after_its_tag_moves(
+    client: ImageRemovalClient, store: Store, ctr: Ctr, ns: str, busybox: Layer
+) -> None:
+    old = manifest((busybox,), note="old-build")
+    old_id = store.put(ns, [lib("bb:latest")], old)
+    ctr.run_detached(ns, lib("bb:latest"), "runner")
+    store.create_record(ns, lib("bb:old"), old.blob)
+    store.delete_record(ns, lib("bb:latest"))
+    new_id = store.put(ns, [lib("bb:latest")], manifest((busybox, file_layer("v2", b"v2")), note="new-build"))
+    with pytest.raises(ConflictError) as caught:
+        client.remove(old_id, namespace=ns, force=True)
+    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "RUNNING_CONTAINER", "false")
+    # The image the name points to now is not the one the container runs: no false conflict.
+    assert pairs(client.remove(new_id, namespace=ns, force=True)) == [untagged("bb:latest"), deleted(new_id)]
+    assert store.names(ns) == {lib("bb:old")}
+
+
+def test_names_that_are_not_canonical_count_as_the_same_reference(
+    client: ImageRemovalClient, store: Store, ns: str
+) -> None:
+    image = small("cri")
+    image_id = store.put(ns, [lib("nginx:latest"), lib(f"nginx@{image.blob.digest}"), image.config.digest], image)
+    items = pairs(client.remove("nginx", namespace=ns))
+    assert items[-1] == deleted(image_id)
+    assert store.names(ns) == set()
+
+
+def test_an_existing_dangling_record_stays_while_children_remain(
+    client: ImageRemovalClient, store: Store, ns: str
+) -> None:
+    base = small("base-dangling")
+    parent = store.put(ns, [lib("base:latest"), f"moby-dangling@{base.blob.digest}"], base)
+    store.put(ns, [lib("app:latest")], small("child-of-dangling"), labels={LABEL_PARENT: parent})
+    assert pairs(client.remove("base", namespace=ns)) == [untagged("base:latest"), deleted(parent)]
+    assert store.names(ns) == {f"moby-dangling@{parent}", lib("app:latest")}
+
+
+def test_a_dangling_record_named_explicitly_needs_force_while_the_image_has_names(
+    client: ImageRemovalClient, store: Store, ns: str
+) -> None:
+    image = small("explicit-dangling")
+    image_id = store.put(ns, [lib("keep:latest"), f"moby-dangling@{image.blob.digest}"], image)
+    with pytest.raises(ConflictError) as caught:
+        client.remove(f"moby-dangling@{image_id}", namespace=ns)
+    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "MULTIPLE_REFERENCES", "true")
+    assert store.names(ns) == {lib("keep:latest"), f"moby-dangling@{image_id}"}
+
+
+def test_a_short_id_that_is_not_found_reads_like_docker(client: ImageRemovalClient, ns: str) -> None:
+    with pytest.raises(ImageRemovalError) as caught:
+        client.remove("abcdef12", namespace=ns)
+    assert caught.value.message == "No such image: abcdef12:latest"
+
+
+def test_force_by_name_removes_only_that_name(
+    client: ImageRemovalClient, store: Store, ctr: Ctr, ns: str, busybox: Layer
+) -> None:
+    image = manifest((busybox,), note="soft-one")
+    store.put(ns, [lib("bb:latest"), lib(f"bb@{image.blob.digest}")], image)
+    ctr.create(ns, lib("bb:latest"), "stopped")
+    assert pairs(client.remove("bb", namespace=ns, force=True)) == [untagged("bb:latest")]
+    assert store.names(ns) == {lib(f"bb@{image.blob.digest}")}
+
+
+def test_a_manifest_that_serves_two_platforms_is_not_removed_for_one(
+    client: ImageRemovalClient, store: Store, ns: str
+) -> None:
+    amd = manifest((file_layer("x", b"amd64-dup"),), architecture="amd64", note="amd-dup")
+    arm7 = manifest((file_layer("x", b"arm-dup"),), architecture="arm", variant="v7", note="arm-dup")
+    arm6 = replace(arm7, variant="v6")  # the same manifest, listed again for linux/arm/v6
+    idx = index((amd, arm7, arm6))
+    store.put(ns, [lib("dup:latest")], idx)
+    with pytest.raises(ImageRemovalError) as caught:
+        client.remove("dup", namespace=ns, force=True, platforms=[Platform("linux", "arm", "v7")])
+    assert (caught.value.code, caught.value.reason) == ("FAILED_PRECONDITION", "PLATFORM_SHARED")
+    assert store.intact(ns, arm7.blob.digest)
+    items = client.remove(
+        "dup", namespace=ns, force=True, platforms=[Platform("linux", "arm", "v7"), Platform("linux", "arm", "v6")]
+    )
+    assert pairs(items) == [deleted(arm7.blob.digest)]
+
+
+def test_another_platform_goes_while_a_container_runs_the_host_platform(
+    client: ImageRemovalClient, store: Store, ctr: Ctr, ns: str, busybox: Layer
+) -> None:
+    host = manifest((busybox,), note="host-platform")
+    other_arch = "arm64" if host.architecture != "arm64" else "amd64"
+    other = manifest((file_layer("x", b"other"),), architecture=other_arch, note="other-platform")
+    store.put(ns, [lib("mp:latest")], index((host, other)))
+    ctr.run_detached(ns, lib("mp:latest"), "runner")
+    assert pairs(client.remove("mp", namespace=ns, force=True, platforms=[Platform("linux", other_arch)])) == [
+        deleted(other.blob.digest)
+    ]
+    with pytest.raises(ConflictError) as caught:
+        client.remove("mp", namespace=ns, force=True, platforms=[Platform("linux", host.architecture)])
+    assert conflict_of(caught.value)[1:] == ("RUNNING_CONTAINER", "false")
+
+
+def test_odd_containers_labels_and_blobs_do_not_block_removals(
+    client: ImageRemovalClient, store: Store, ns: str
+) -> None:
+    spec = any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/Spec", value=b"{}")
+    runtime = containers_pb2.Container.Runtime(name="io.containerd.runc.v2")
+    containers = containers_pb2_grpc.ContainersStub(store.channel)
+    odd = [
+        containers_pb2.Container(id="quoted", image='docker.io/library/we"ird:1', runtime=runtime, spec=spec),
+        containers_pb2.Container(
+            id="devmapper", image=lib("gone:1"), runtime=runtime, spec=spec, snapshotter="devmapper", snapshot_key="k"
+        ),
+    ]
+    for container in odd:
+        containers.Create(containers_pb2.CreateContainerRequest(container=container), metadata=store.md(ns))
+    try:
+        bogus_parent = store.put(ns, [lib("bp:latest")], small("bogus-parent"), labels={LABEL_PARENT: "not a digest"})
+        assert pairs(client.remove("bp", namespace=ns))[-1] == deleted(bogus_parent)
+        config = Blob(MEDIA_CONFIG, b'{"os": "linux", "rootfs": {"diff_ids": [7]}}')
+        body = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST, "config": config.descriptor(), "layers": ["oops", 3]}
+        bad = Blob(MEDIA_MANIFEST, json.dumps(body).encode())
+        with store.lease(ns) as lease:
+            store.write_blob(ns, config, lease)
+            store.write_blob(ns, bad, lease, {"containerd.io/gc.ref.content.config": config.digest})
+            store.create_record(ns, lib("bad:latest"), bad)
+        assert pairs(client.remove("bad", namespace=ns))[-1] == deleted(bad.digest)
+    finally:
+        for container in odd:
+            containers.Delete(containers_pb2.DeleteContainerRequest(id=container.id), metadata=store.md(ns))

@@ -340,3 +340,26 @@ def test_containerd_restart_is_survived_without_restarting_the_server(own_contai
     finally:
         store.close()
         thread.stop()
+
+
+def test_a_removal_past_its_deadline_still_publishes_its_events_and_holds_its_slot(
+    containerd: PrivateContainerd, store: Store, ns: str
+) -> None:
+    slow = SlowDeletes(1.0)
+    image_id = store.put(ns, ["docker.io/library/ev:latest"], manifest((file_layer("e", b"events"),), note="events"))
+    store.put(ns, ["docker.io/library/next:latest"], manifest((file_layer("n", b"next"),), note="next"))
+    config = ServerConfig(listen="127.0.0.1:0", limits=replace(Limits(), max_concurrent_removals=1))
+    thread = _serve(containerd.address, config, containerd_interceptors=[slow])
+    try:
+        with store.record_events(ns) as events, ImageRemovalClient(f"127.0.0.1:{thread.port}") as client:
+            with pytest.raises(ImageRemovalError) as late:
+                client.remove("ev", namespace=ns, timeout=0.5)
+            assert late.value.code == "DEADLINE_EXCEEDED"
+            with pytest.raises(ImageRemovalError) as busy:
+                client.remove("next", namespace=ns)  # the first removal still holds the only slot
+            assert busy.value.reason == "TOO_MANY_REMOVALS"
+            assert _wait(lambda: "docker.io/library/ev:latest" not in store.names(ns))
+            assert _wait(lambda: len(events.ours()) == 2, timeout=5)
+        assert events.ours() == [("/imageremoval/untag", "ev:latest"), ("/imageremoval/delete", image_id)]
+    finally:
+        thread.stop()

@@ -148,6 +148,30 @@ class Store:
                 self.create_record(namespace, name, image.blob, labels)
         return image.blob.digest
 
+    def tag(self, namespace: str, source: str, name: str) -> bool:
+        """Retag as a careful client must on containerd (no atomic tag): lease the target, then read and create.
+
+        Without the lease, a removal's garbage collection can run between the read and the create, leaving a
+        record whose content is gone; that race is the tagger's, and no remover can close it.
+        """
+        with self.lease(namespace) as lease:
+            target = self.target(namespace, source)
+            if target is None:
+                return False
+            self.leases.AddResource(
+                leases_pb2.AddResourceRequest(id=lease, resource=leases_pb2.Resource(id=target, type="content")),
+                metadata=self.md(namespace),
+            )
+            try:
+                reply = self.images.Get(images_pb2.GetImageRequest(name=source), metadata=self.md(namespace))
+            except grpc.RpcError:
+                return False  # removed meanwhile: nothing to tag
+            if reply.image.target.digest != target:
+                return False
+            image = images_pb2.Image(name=name, target=reply.image.target, labels=dict(reply.image.labels))
+            self.images.Create(images_pb2.CreateImageRequest(image=image), metadata=self.md(namespace))
+        return True
+
     def set_labels(self, namespace: str, digest: str, labels: dict[str, str]) -> None:
         from google.protobuf import field_mask_pb2
 

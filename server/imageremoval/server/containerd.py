@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -44,6 +45,11 @@ _T = TypeVar("_T")
 
 # The caller's deadline (time.monotonic()), set by the remover for the calls of one request; None: no bound.
 CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("call_deadline", default=None)
+
+
+def quote(value: str) -> str:
+    """A containerd filter value, quoted so any character is safe (the filter syntax takes Go-style quotes)."""
+    return json.dumps(value)
 
 
 def _to_descriptor(message: descriptor_pb2.Descriptor) -> Descriptor:
@@ -196,7 +202,9 @@ class ContainerdClient:
                 total += len(reply.data)
                 if total > size_limit:
                     stream.cancel()
-                    raise ContainerdFailed(f"blob {digest} is larger than {size_limit} bytes", {"digest": digest})
+                    raise ContainerdFailed(
+                        f"blob {digest} is larger than {size_limit} bytes", {"digest": digest, "tooLarge": "true"}
+                    )
                 chunks.append(reply.data)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, "content.read") from None
@@ -251,11 +259,21 @@ class ContainerdClient:
             for process in reply.tasks
         }
 
-    async def snapshot_parent(self, namespace: str, snapshotter: str, key: str) -> str:
-        """The parent of a container's snapshot: the chain ID of the image layers it was created on."""
-        request = snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key)
-        reply = await self._call("snapshots.stat", self._snapshots.Stat, request, namespace)
-        return str(reply.info.parent)
+    async def snapshots_on(self, namespace: str, snapshotter: str, parents: Iterable[str]) -> dict[str, str]:
+        """Snapshots (key -> parent) whose parent is one of these chain IDs: containers' root filesystems."""
+        request = snapshots_pb2.ListSnapshotsRequest(
+            snapshotter=snapshotter, filters=[f"parent=={quote(p)}" for p in parents]
+        )
+        found: dict[str, str] = {}
+        try:
+            stream = self._snapshots.List(
+                request, metadata=self._metadata(namespace), timeout=self._timeout_for("snapshots.list")
+            )
+            async for reply in stream:
+                found.update({info.name: info.parent for info in reply.info})
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, "snapshots.list") from None
+        return found
 
     # Leases and garbage collection
 

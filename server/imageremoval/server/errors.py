@@ -42,6 +42,8 @@ class Reason(enum.StrEnum):
     TOO_MANY_REMOVALS = "TOO_MANY_REMOVALS"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    PLATFORM_SHARED = "PLATFORM_SHARED"
+    REMOVAL_INCOMPLETE = "REMOVAL_INCOMPLETE"
     INTERNAL = "INTERNAL"
 
 
@@ -96,6 +98,20 @@ class PlatformNotFound(RemovalError):
             f"No such image: {reference} (platform {platform} is not present)",
             {"reference": reference, "platform": platform, "imageId": image_id},
         )
+
+
+class PlatformShared(RemovalError):
+    """A requested platform's manifest also serves a platform that was not requested."""
+
+    kind = ErrorKind.FAILED_PRECONDITION
+    reason = Reason.PLATFORM_SHARED
+
+
+class RemovalIncomplete(RemovalError):
+    """A failure after the first change: the metadata says what was changed; retry with allow_missing."""
+
+    kind = ErrorKind.ABORTED
+    reason = Reason.REMOVAL_INCOMPLETE
 
 
 class ImageConflict(RemovalError):

@@ -58,10 +58,8 @@ def same_references(named: NameReference | None, records: Sequence[ImageRecord])
     same: list[ImageRecord] = []
     digest_refs: list[ImageRecord] | None = []
     for record in records:
-        if not is_dangling(record.name):
-            stored = parse_stored_name(record.name)
-            if stored is None:
-                continue
+        stored = None if is_dangling(record.name) else parse_stored_name(record.name)
+        if stored is not None:  # dangling records and names that do not parse always count (as in moby)
             if named is None:
                 named = stored
                 tag = stored.tag

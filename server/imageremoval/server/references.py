@@ -27,6 +27,11 @@ class IdReference:
     hex: str
 
     @property
+    def dangling_name(self) -> str | None:
+        """The record name when the user typed a dangling record's name (`moby-dangling@<digest>`)."""
+        return self.text if self.text.startswith(DANGLING_PREFIX) else None
+
+    @property
     def full_digest(self) -> str | None:
         """The complete digest when all 64 hex digits were given."""
         return f"sha256:{self.hex}" if len(self.hex) == 64 else None
@@ -143,11 +148,13 @@ def parse_stored_name(name: str) -> NameReference | None:
         return None
     tag = parsed["tag"]
     digest = parsed["digest"]
-    return NameReference(
+    reference = NameReference(
         repository=str(parsed["name"]),
         tag=None if tag is None else str(tag),
         digest=None if digest is None else str(digest),
     )
+    # Like distribution's strict ParseNamed: only a fully normalised name is a name (not `busybox`, `sha256:..`).
+    return reference if reference.name == name else None
 
 
 def is_dangling(name: str) -> bool:

@@ -10,49 +10,65 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .containerd import ContainerdClient
-from .errors import NotFoundInContainerd
-from .model import MEDIA_CONFIG, MEDIA_INDEX, MEDIA_MANIFEST, Descriptor
+from .errors import NotFoundInContainerd, RemovalError
+from .model import MEDIA_INDEX, Descriptor
+from .references import is_digest
 
 
 @dataclass(frozen=True, slots=True)
 class PlatformManifest:
-    """One present manifest of an image, with what identifies its unpacked layers."""
+    """One present manifest of an image and the blobs it names."""
 
     descriptor: Descriptor
-    platform: Mapping[str, str]  # os, architecture, variant (from the index or the config)
+    platform: Mapping[str, str]  # os, architecture, variant as the index states them ({} without an index)
     config: Descriptor
-    chain_id: str  # the snapshot a container created from this manifest sits on
-    blobs: tuple[Descriptor, ...]  # config and layers
+    layers: tuple[Descriptor, ...]
+
+    @property
+    def blobs(self) -> tuple[Descriptor, ...]:
+        """Config and layers."""
+        return (self.config, *self.layers) if self.config.digest else self.layers
 
 
 @dataclass(slots=True)
 class ImageContent:
-    """What the walk found: the present manifests and every blob they name."""
+    """What the walk found: the index (if any), the present manifests, and those the index lists but lacks."""
 
     index: Descriptor | None = None
     manifests: list[PlatformManifest] = field(default_factory=list)
     missing_manifests: list[Descriptor] = field(default_factory=list)
+    entries: list[tuple[Descriptor, Mapping[str, str]]] = field(default_factory=list)  # every index entry
+    _chain_ids: dict[str, str] | None = None  # manifest digest -> chain ID, read on demand
 
     @property
     def configs(self) -> set[str]:
         """Config digests of the present manifests."""
-        return {m.config.digest for m in self.manifests}
+        return {m.config.digest for m in self.manifests if m.config.digest}
 
     @property
-    def chain_ids(self) -> set[str]:
-        """Chain IDs of the present manifests' layers."""
-        return {m.chain_id for m in self.manifests if m.chain_id}
+    def blobs(self) -> dict[str, int]:
+        """Every walked blob (index, manifests, configs, layers) with its size."""
+        found = {self.index.digest: self.index.size} if self.index else {}
+        for m in self.manifests:
+            found[m.descriptor.digest] = m.descriptor.size
+            found.update({b.digest: b.size for b in m.blobs})
+        return found
 
     @property
     def blob_count(self) -> int:
-        """Index, manifests, configs and layers walked."""
-        return (1 if self.index else 0) + sum(1 + len(m.blobs) for m in self.manifests)
+        return len(self.blobs)
 
     @property
     def size(self) -> int:
         """Bytes the image's present content names (shared blobs included)."""
-        total = self.index.size if self.index else 0
-        return total + sum(m.descriptor.size + sum(b.size for b in m.blobs) for m in self.manifests)
+        return sum(self.blobs.values())
+
+    async def chain_ids(self, client: ContainerdClient, namespace: str) -> dict[str, str]:
+        """Manifest digest -> chain ID of its layers (what a container's snapshot sits on); configs read once."""
+        if self._chain_ids is None:
+            found = await asyncio.gather(*(_chain_of(client, namespace, m) for m in self.manifests))
+            self._chain_ids = {m.descriptor.digest: c for m, c in zip(self.manifests, found, strict=True) if c}
+        return self._chain_ids
 
 
 def chain_id(diff_ids: list[str]) -> str:
@@ -65,16 +81,32 @@ def chain_id(diff_ids: list[str]) -> str:
     return current
 
 
-def _descriptor(raw: Mapping[str, Any]) -> Descriptor:
+def _descriptor(raw: object) -> Descriptor | None:
+    """A descriptor from untrusted JSON; None when it is not one."""
+    if not isinstance(raw, dict):
+        return None
+    digest, size = raw.get("digest"), raw.get("size", 0)
+    if not isinstance(digest, str) or not is_digest(digest) or not isinstance(size, int):
+        return None
+    annotations = raw.get("annotations")
     return Descriptor(
         media_type=str(raw.get("mediaType", "")),
-        digest=str(raw.get("digest", "")),
-        size=int(raw.get("size", 0)),
-        annotations={str(k): str(v) for k, v in (raw.get("annotations") or {}).items()},
+        digest=digest,
+        size=size,
+        annotations={str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {},
     )
 
 
-def _json(blob: bytes) -> dict[str, Any]:
+async def _json(client: ContainerdClient, namespace: str, digest: str) -> dict[str, Any] | None:
+    """A small JSON blob; None when absent, {} when unreadable or not a JSON object (treated as childless)."""
+    try:
+        blob = await client.read_blob(namespace, digest)
+    except NotFoundInContainerd:
+        return None
+    except RemovalError as exc:
+        if exc.metadata.get("tooLarge") == "true":
+            return {}
+        raise
     try:
         value = json.loads(blob)
     except (ValueError, UnicodeDecodeError):
@@ -85,57 +117,55 @@ def _json(blob: bytes) -> dict[str, Any]:
 async def _manifest(
     client: ContainerdClient, namespace: str, descriptor: Descriptor, platform: Mapping[str, str]
 ) -> PlatformManifest | None:
-    try:
-        manifest = _json(await client.read_blob(namespace, descriptor.digest))
-    except NotFoundInContainerd:
+    body = await _json(client, namespace, descriptor.digest)
+    if body is None:
         return None
-    config = _descriptor(manifest.get("config") or {})
-    layers = tuple(_descriptor(layer) for layer in manifest.get("layers") or [])
-    diff_ids: list[str] = []
-    found_platform = dict(platform)
-    if config.digest:
-        try:
-            config_json = _json(await client.read_blob(namespace, config.digest))
-        except NotFoundInContainerd:
-            config_json = {}
-        rootfs = config_json.get("rootfs") or {}
-        diff_ids = [str(d) for d in rootfs.get("diff_ids") or []]
-        if not found_platform:
-            found_platform = {
-                "os": str(config_json.get("os", "")),
-                "architecture": str(config_json.get("architecture", "")),
-                "variant": str(config_json.get("variant", "")),
-            }
+    config = _descriptor(body.get("config")) or Descriptor("", "", 0)
+    layers = body.get("layers")
     return PlatformManifest(
         descriptor=descriptor,
-        platform=found_platform,
+        platform=platform,
         config=config,
-        chain_id=chain_id(diff_ids),
-        blobs=(config, *layers),
+        layers=tuple(d for d in map(_descriptor, layers if isinstance(layers, list) else []) if d is not None),
     )
 
 
+async def _chain_of(client: ContainerdClient, namespace: str, manifest: PlatformManifest) -> str:
+    if not manifest.config.digest:
+        return ""
+    config = await _json(client, namespace, manifest.config.digest) or {}
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    return chain_id([d for d in diff_ids if isinstance(d, str)] if isinstance(diff_ids, list) else [])
+
+
+def _platform(raw: object) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        return {}
+    return {k: str(raw.get(k, "")) for k in ("os", "architecture", "variant")}
+
+
 async def walk_present(client: ContainerdClient, namespace: str, target: Descriptor) -> ImageContent:
-    """The image's present children; manifests of an index are read concurrently."""
+    """The image's present children; the manifests of an index are read concurrently."""
     content = ImageContent()
     if target.media_type in MEDIA_INDEX:
         content.index = target
-        try:
-            index = _json(await client.read_blob(namespace, target.digest))
-        except NotFoundInContainerd:
+        index = await _json(client, namespace, target.digest)
+        if index is None:
             return content
-        entries = [
-            (_descriptor(raw), {str(k): str(v) for k, v in (raw.get("platform") or {}).items()})
-            for raw in index.get("manifests") or []
-        ]
-        manifests = [(d, p) for d, p in entries if d.media_type in MEDIA_MANIFEST or d.media_type == ""]
-        found = await asyncio.gather(*(_manifest(client, namespace, d, p) for d, p in manifests))
-        for (descriptor, _), manifest in zip(manifests, found, strict=True):
+        raw_entries = index.get("manifests")
+        for raw in raw_entries if isinstance(raw_entries, list) else []:
+            descriptor = _descriptor(raw)
+            if descriptor is not None and descriptor.media_type not in MEDIA_INDEX:
+                content.entries.append((descriptor, _platform(raw.get("platform"))))
+        unique = list({d.digest: (d, p) for d, p in content.entries}.values())
+        found = await asyncio.gather(*(_manifest(client, namespace, d, p) for d, p in unique))
+        for (descriptor, _), manifest in zip(unique, found, strict=True):
             if manifest is None:
                 content.missing_manifests.append(descriptor)
             else:
                 content.manifests.append(manifest)
-    elif target.media_type in MEDIA_MANIFEST or target.media_type not in MEDIA_CONFIG:
+    else:
         manifest = await _manifest(client, namespace, target, {})
         if manifest is not None:
             content.manifests.append(manifest)

@@ -1,0 +1,93 @@
+"""Resolve what the user typed to one image and every record naming it (moby's resolveAllReferences)."""
+
+from __future__ import annotations
+
+from .containerd import ContainerdClient, quote
+from .errors import ImageChanged, ImageNotFound, InvalidArgument, NotFoundInContainerd, Reason
+from .model import ImageRecord
+from .plan import Resolution
+from .references import IdReference, NameReference, Reference, short_id
+
+ATTEMPTS = 3
+
+
+def display(reference: Reference) -> str:
+    """How Docker shows the reference in `No such image: ...` (a short hex string is a name with `latest`)."""
+    if isinstance(reference, NameReference):
+        return reference.familiar
+    if reference.full_digest is not None:
+        return reference.text if not reference.text.startswith(reference.hex) else reference.full_digest
+    return reference.text if ":" in reference.text else f"{reference.text}:latest"
+
+
+async def resolve(client: ContainerdClient, namespace: str, reference: Reference) -> Resolution:
+    """The image and all its references; retried when the store changes between our reads, then ABORTED."""
+    for _ in range(ATTEMPTS):
+        resolution = await _resolve_once(client, namespace, reference)
+        if resolution is not None:
+            return resolution
+    shown = display(reference)
+    raise ImageChanged(f"image {shown} changed during lookup; try again", {"reference": shown})
+
+
+async def _by_id(
+    client: ContainerdClient, namespace: str, reference: IdReference
+) -> tuple[str, ImageRecord | None, NameReference | None]:
+    """(target digest, the record named exactly, the name when the hex string was one)."""
+    exact_name = reference.dangling_name or (None if reference.full_digest is None else reference.full_digest)
+    if exact_name is not None:
+        try:
+            found = await client.get_image(namespace, exact_name)
+        except NotFoundInContainerd:
+            if reference.full_digest is None:
+                raise ImageNotFound(display(reference)) from None
+            return reference.full_digest, None, None
+        return found.target.digest, found, None
+    pattern = f"^sha256:{reference.hex}[0-9a-f]{{{64 - len(reference.hex)}}}$"
+    candidates = await client.list_images(
+        namespace, [f"name=={quote(reference.lookalike_name)}", f"target.digest~={quote(pattern)}"]
+    )
+    if not candidates:
+        raise ImageNotFound(display(reference))
+    exact = [c for c in candidates if c.name == reference.lookalike_name]
+    if exact:
+        # A name that merely looks like an ID wins over a prefix match.
+        found = exact[0]
+        digest = found.target.digest
+        if digest.removeprefix("sha256:").startswith(reference.hex):
+            return digest, found, None
+        return digest, found, NameReference(found.name.rsplit(":", 1)[0], "latest", None)
+    targets = sorted({c.target.digest for c in candidates})
+    if len(targets) > 1:
+        shown = display(reference)
+        raise InvalidArgument(
+            Reason.AMBIGUOUS_REFERENCE,
+            f"ambiguous reference: {reference.text} matches {len(targets)} images",
+            {"reference": shown, "candidates": ",".join(short_id(d) for d in targets[:10])},
+        )
+    return targets[0], None, None
+
+
+async def _resolve_once(client: ContainerdClient, namespace: str, reference: Reference) -> Resolution | None:
+    """One consistent lookup; None when the store changed between our two reads."""
+    found: ImageRecord | None = None
+    named: NameReference | None = None
+    if isinstance(reference, IdReference):
+        digest, found, named = await _by_id(client, namespace, reference)
+    else:
+        named = reference
+        try:
+            found = await client.get_image(namespace, reference.name)
+            digest = found.target.digest
+        except NotFoundInContainerd:
+            if reference.digest is None:
+                raise ImageNotFound(reference.familiar) from None
+            digest = reference.digest
+    records = await client.list_images(namespace, [f"target.digest=={quote(digest)}"])
+    if not records:
+        if found is None:
+            raise ImageNotFound(display(reference))
+        return None
+    if found is not None and all(r.name != found.name for r in records):
+        return None
+    return Resolution(image_id=digest, found=found, all=tuple(records), named=named, display=display(reference))
