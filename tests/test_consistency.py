@@ -15,7 +15,6 @@ from imageremoval.gen.containerd.services.images.v1 import images_pb2
 from imageremoval.server.containerd import ContainerdClient
 from imageremoval.server.daemon import PrivateContainerd
 from imageremoval.server.errors import ImageChanged, RemovalError
-from imageremoval.server.model import ContainerRecord
 from imageremoval.server.removal import ImageRemover, RemovalRequest
 
 from .support.images import file_layer, manifest
@@ -38,14 +37,15 @@ class RecordingInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignor
 
 
 class HookedClient(ContainerdClient):
-    """A real containerd client that lets another writer act at the start of the conflict checks."""
+    """A real containerd client that lets another writer act while the image's content is walked (after the
+    reference was resolved, before anything is changed)."""
 
     hook: Callable[[], None] | None = None
 
-    async def list_containers(self, namespace: str) -> list[ContainerRecord]:
+    async def read_blob(self, namespace: str, digest: str, size_limit: int = 4 * 1024 * 1024) -> bytes:
         if self.hook is not None:
             self.hook()
-        return await super().list_containers(namespace)
+        return await super().read_blob(namespace, digest, size_limit)
 
 
 @pytest.fixture

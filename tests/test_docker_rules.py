@@ -165,7 +165,7 @@ def test_force_by_name_on_a_used_image_untags_and_keeps_a_dangling_record(
     image = manifest((busybox,), note="force-by-name")
     image_id = store.put(ns, [lib("bb:latest")], image)
     ctr.run_detached(ns, lib("bb:latest"), "runner")
-    with store.record_events(ns) as events:
+    with store.record_events(ns, expect=1) as events:
         assert pairs(client.remove("bb", namespace=ns, force=True)) == [untagged("bb:latest")]
     assert store.names(ns) == {f"moby-dangling@{image_id}"}
     assert store.all_present(ns, image)
@@ -252,7 +252,7 @@ def _chain(store: Store, ns: str) -> tuple[str, str, str]:
 
 def test_prune_deletes_the_dangling_parent_chain(client: ImageRemovalClient, store: Store, ns: str) -> None:
     grandparent, parent, child = _chain(store, ns)
-    with store.record_events(ns) as events:
+    with store.record_events(ns, expect=4) as events:
         items = client.remove("app", namespace=ns)
     assert pairs(items) == [untagged("app:latest"), deleted(child), deleted(parent), deleted(grandparent)]
     assert store.names(ns) == set()
@@ -333,7 +333,7 @@ def test_platform_that_is_not_present_is_not_found(client: ImageRemovalClient, s
 
 def test_platform_removal_deletes_only_that_platform(client: ImageRemovalClient, store: Store, ns: str) -> None:
     amd, arm, image_id = _multi(store, ns)
-    with store.record_events(ns) as events:
+    with store.record_events(ns, expect=1) as events:
         items = client.remove("multi", namespace=ns, force=True, platforms=[Platform("linux", "arm64")])
     assert pairs(items) == [deleted(arm.blob.digest)]
     assert store.names(ns) == {lib("multi:latest")}

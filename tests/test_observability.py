@@ -89,16 +89,19 @@ def _remove(port: int, image: str, namespace: str, **fields: Any) -> grpc.RpcErr
         return reply
 
 
-def _ours(spans: InMemorySpanExporter) -> list[ReadableSpan]:
-    """This trace's finished spans, once the server span has ended (it may end just after the reply)."""
+def _ours(spans: InMemorySpanExporter, *, events: bool = False) -> list[ReadableSpan]:
+    """This trace's finished spans, once the server span (and, when asked, the events span, which the
+    publisher ends just after the reply) has ended."""
     found: list[ReadableSpan] = []
-    for _ in range(50):
+    for _ in range(100):
         found = [
             s
             for s in spans.get_finished_spans()
             if s.context is not None and format(s.context.trace_id, "032x") == TRACE_ID
         ]
-        if any(s.kind is SpanKind.SERVER for s in found):
+        if any(s.kind is SpanKind.SERVER for s in found) and (
+            not events or any(s.name == t.SPAN_EVENTS for s in found)
+        ):
             break
         time.sleep(0.05)
     return found
@@ -112,7 +115,7 @@ def test_the_callers_trace_continues_through_every_phase_into_containerd(
     spans.clear()
     recorder.sent.clear()
     assert isinstance(_remove(thread.port, "traced", ns), pb.RemoveImageResponse)
-    ours = _ours(spans)
+    ours = _ours(spans, events=True)
     server = [s for s in ours if s.kind is SpanKind.SERVER]
     assert len(server) == 1
     root = server[0]
@@ -243,7 +246,7 @@ def test_prometheus_endpoint_serves_the_documented_metrics(
     thread = ServerThread(
         ServerConfig(listen="127.0.0.1:0"),
         containerd.address,
-        telemetry.tracer_provider,
+        TracerProvider(),
         meter_provider=telemetry.meter_provider,
     )
     try:

@@ -351,7 +351,7 @@ def test_a_removal_past_its_deadline_still_publishes_its_events_and_holds_its_sl
     config = ServerConfig(listen="127.0.0.1:0", limits=replace(Limits(), max_concurrent_removals=1))
     thread = _serve(containerd.address, config, containerd_interceptors=[slow])
     try:
-        with store.record_events(ns) as events, ImageRemovalClient(f"127.0.0.1:{thread.port}") as client:
+        with store.record_events(ns, expect=2) as events, ImageRemovalClient(f"127.0.0.1:{thread.port}") as client:
             with pytest.raises(ImageRemovalError) as late:
                 client.remove("ev", namespace=ns, timeout=0.5)
             assert late.value.code == "DEADLINE_EXCEEDED"

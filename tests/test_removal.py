@@ -84,7 +84,7 @@ def test_namespace_defaults_to_the_servers(client: ImageRemovalClient, store: St
 
 def test_events_are_published_in_the_order_of_the_items(client: ImageRemovalClient, store: Store, ns: str) -> None:
     image_id = store.put(ns, [NAME, f"docker.io/library/alpha@{_image().blob.digest}"], _image())
-    with store.record_events(ns) as recorder:
+    with store.record_events(ns, expect=3) as recorder:
         items = client.remove(image_id[:12], namespace=ns, force=True)
     expected = [
         ("/imageremoval/untag" if kind == "untagged" else "/imageremoval/delete", value) for kind, value in pairs(items)

@@ -159,6 +159,8 @@ def test_each_phase_is_a_span_in_order(server: Server, client: ImageRemovalClien
     image_id = store.put(ns, ["docker.io/library/traced:latest"], manifest((file_layer("t", b"t"),), note="t"))
     server.spans.clear()
     client.remove("traced", namespace=ns)
+    # The events span ends just after the reply (events are published from a queue): wait for it.
+    assert _wait_for(lambda: any(s.name == telemetry.SPAN_EVENTS for s in server.spans.get_finished_spans()))
     spans = [s for s in server.spans.get_finished_spans() if (s.attributes or {}).get(telemetry.ATTR_NAMESPACE) == ns]
     assert [s.name for s in spans] == [
         telemetry.SPAN_RESOLVE,

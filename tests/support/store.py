@@ -229,8 +229,12 @@ class Store:
     # events
 
     @contextlib.contextmanager
-    def record_events(self, namespace: str) -> Iterator[EventRecorder]:
-        """Subscribe to this namespace's events for the duration of the block."""
+    def record_events(self, namespace: str, expect: int = 0) -> Iterator[EventRecorder]:
+        """Subscribe to this namespace's events for the duration of the block.
+
+        The server publishes a removal's events just after its reply, so the block's end waits (up to 10 s)
+        until `expect` imageremoval events have arrived before it stops listening.
+        """
         recorder = EventRecorder()
         call = self.events.Subscribe(events_pb2.SubscribeRequest(filters=[f'namespace=="{namespace}"']))
 
@@ -255,6 +259,10 @@ class Store:
             deadline -= 1
         try:
             yield recorder
+            for _ in range(100):
+                if len(recorder.ours()) >= expect:
+                    break
+                threading.Event().wait(0.1)
         finally:
             # Settle: a last marker proves every earlier event was delivered.
             self.events.Publish(events_pb2.PublishRequest(topic="/test/end", event=marker), metadata=self.md(namespace))

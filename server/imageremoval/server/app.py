@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -134,19 +135,24 @@ def create_server(
     """
     tracer_provider = tracer_provider or trace.NoOpTracerProvider()
     meter_provider = meter_provider or metrics.NoOpMeterProvider()
+    tracing = not isinstance(tracer_provider, trace.NoOpTracerProvider)
+    measuring = not isinstance(meter_provider, metrics.NoOpMeterProvider)
+    # Instrumentation only where something records it: each interceptor costs Python time on every call.
     client = ContainerdClient.connect(
         containerd_address,
-        interceptors=[*aio_client_interceptors(tracer_provider=tracer_provider), *containerd_interceptors],
+        interceptors=[
+            *(aio_client_interceptors(tracer_provider=tracer_provider) if tracing else []),
+            *containerd_interceptors,
+        ],
     )
     tracer = tracer_provider.get_tracer(TRACER_NAME)
-    server = grpc.aio.server(
-        interceptors=[
-            aio_server_interceptor(tracer_provider=tracer_provider, filter_=_traced_services()),
-            RpcDurationInterceptor(meter_provider),
-            RequestGuard(f"/{SERVICE_NAME}/", config.limits.max_message_bytes),
-        ],
-        options=server_options(config.limits),
-    )
+    interceptors: list[Any] = []
+    if tracing:
+        interceptors.append(aio_server_interceptor(tracer_provider=tracer_provider, filter_=_traced_services()))
+    if measuring:
+        interceptors.append(RpcDurationInterceptor(meter_provider))
+    interceptors.append(RequestGuard(f"/{SERVICE_NAME}/", config.limits.max_message_bytes))
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(config.limits))
     policy = RemovalPolicy(
         allowed_namespaces=config.allowed_namespaces,
         identity_namespaces=config.identity_namespaces,
@@ -155,7 +161,7 @@ def create_server(
         max_concurrent=config.limits.max_concurrent_removals,
         min_deadline_s=config.limits.min_deadline_s,
     )
-    remover = ImageRemover(client, tracer, RemovalMetrics(meter_provider), policy)
+    remover = ImageRemover(client, tracer, RemovalMetrics(meter_provider) if measuring else None, policy)
     image_removal_pb2_grpc.add_ImageRemovalServiceServicer_to_server(
         ImageRemovalServicer(remover, config.namespace), server
     )

@@ -67,3 +67,19 @@ class TaskState(enum.Enum):
 
     RUNNING = "running"  # running, paused or pausing: a hard conflict
     STOPPED = "stopped"  # created, stopped, or no task at all: a soft conflict
+
+
+class ItemKind(enum.Enum):
+    """Docker's two kinds of delete-response item."""
+
+    UNTAGGED = "untagged"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One thing the removal did, in order."""
+
+    kind: ItemKind
+    value: str
+    image_id: str  # the image the name pointed to (for events)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -35,17 +36,23 @@ class TelemetryConfigError(ValueError):
 
 @dataclass
 class Telemetry:
-    """The providers the server uses, and what must be flushed and stopped on shutdown."""
+    """The providers the server uses, and what must be flushed and stopped on shutdown.
 
-    tracer_provider: TracerProvider
-    meter_provider: MeterProvider
+    A signal nothing exports gets the API's no-op provider: no span or measurement is built just to be
+    dropped, and the server then installs no tracing interceptors at all (measured: a third of its CPU).
+    """
+
+    tracer_provider: trace.TracerProvider
+    meter_provider: metrics.MeterProvider
     _closers: list[Any] = field(default_factory=list)
 
     def shutdown(self) -> None:
         """Flush spans and metrics (batch processors, periodic readers), then stop the metrics endpoint."""
-        self.tracer_provider.force_flush()
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        if isinstance(self.tracer_provider, TracerProvider):
+            self.tracer_provider.force_flush()
+            self.tracer_provider.shutdown()
+        if isinstance(self.meter_provider, MeterProvider):
+            self.meter_provider.shutdown()
         for closer in self._closers:
             closer()
 
@@ -143,11 +150,15 @@ def telemetry_from_env(
     if not env.get("OTEL_SERVICE_NAME"):
         attributes[SERVICE_NAME] = DEFAULT_SERVICE_NAME
     resource = Resource.create(attributes)  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are read here
-    tracer_provider = TracerProvider(resource=resource)
-    for kind in _exporters(env, "OTEL_TRACES_EXPORTER"):
+    span_exporters = _exporters(env, "OTEL_TRACES_EXPORTER")
+    tracer_provider: trace.TracerProvider = (
+        TracerProvider(resource=resource) if span_exporters else trace.NoOpTracerProvider()
+    )
+    for kind in span_exporters:
         exporter = _span_exporter(kind, env)
         # Console output is for people watching: print each span as it ends rather than in batches.
         processor = SimpleSpanProcessor(exporter) if kind == "console" else BatchSpanProcessor(exporter)
+        assert isinstance(tracer_provider, TracerProvider)
         tracer_provider.add_span_processor(processor)
     readers: list[MetricReader] = [_metric_reader(kind, env) for kind in _exporters(env, "OTEL_METRICS_EXPORTER")]
     readers.extend(extra_readers or [])
@@ -162,5 +173,9 @@ def telemetry_from_env(
         server, _thread = start_http_server(port, addr=host, registry=registry)
         closers.append(server.shutdown)
         _log.info("serving Prometheus metrics on http://%s:%d/metrics", host, server.server_port)
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=views())
+    meter_provider: metrics.MeterProvider = (
+        MeterProvider(resource=resource, metric_readers=readers, views=views())
+        if readers
+        else metrics.NoOpMeterProvider()
+    )
     return Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider, _closers=closers)

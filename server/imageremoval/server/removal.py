@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -29,12 +28,31 @@ from .errors import (
     RemovalError,
     RemovalIncomplete,
 )
+from .events import EventPublisher
 from .metrics import RemovalMetrics
-from .model import LABEL_GC_CONTENT_PREFIX, LABEL_GC_SNAPSHOT_PREFIX, LABEL_PARENT, ImageRecord, TaskState
+from .model import (
+    LABEL_GC_CONTENT_PREFIX,
+    LABEL_GC_SNAPSHOT_PREFIX,
+    LABEL_PARENT,
+    ContentInfo,
+    ImageRecord,
+    Item,
+    ItemKind,
+    TaskState,
+)
 from .plan import DeleteImage, Resolution, Untag, decide
 from .platforms import PlatformSpec, choose, validate_platforms
 from .policy import ConcurrencyLimit, RemovalPolicy
-from .references import IdReference, dangling_name, familiar_name, is_dangling, is_digest, parse_reference, short_id
+from .references import (
+    IdReference,
+    Reference,
+    dangling_name,
+    familiar_name,
+    is_dangling,
+    is_digest,
+    parse_reference,
+    short_id,
+)
 from .resolve import resolve
 from .users import ContainerUsers
 from .walk import ImageContent, PlatformManifest, walk_present
@@ -58,22 +76,6 @@ class RemovalRequest:
     async_gc: bool = False
     identities: tuple[str, ...] = ()  # the caller's certificate identities, for the namespace policy
     deadline: float | None = None  # time.monotonic() by which the caller wants an answer
-
-
-class ItemKind(enum.Enum):
-    """Docker's two kinds of delete-response item."""
-
-    UNTAGGED = "untagged"
-    DELETED = "deleted"
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One thing the removal did, in order."""
-
-    kind: ItemKind
-    value: str
-    image_id: str  # the image the name pointed to (for events)
 
 
 @dataclass(slots=True)
@@ -117,6 +119,7 @@ class ImageRemover:
         self._policy = policy or RemovalPolicy()
         self._limit = ConcurrencyLimit(self._policy.max_concurrent)
         self._running: set[asyncio.Task[Any]] = set()
+        self._events = EventPublisher(client, tracer)
 
     async def remove(self, request: RemovalRequest) -> list[Item]:
         """Remove one reference; every conflict is checked before the first change.
@@ -136,10 +139,12 @@ class ImageRemover:
             raise
 
     async def drain(self, seconds: float) -> None:
-        """Wait for removals whose callers went away to finish their changes (used on shutdown)."""
+        """Wait for removals whose callers went away to finish their changes, then for their events."""
+        deadline = time.monotonic() + seconds
         pending = [task for task in self._running if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=seconds)
+        await self._events.drain(max(deadline - time.monotonic(), 0.1))
 
     @contextlib.contextmanager
     def _phase(self, name: str, request: RemovalRequest) -> Iterator[trace.Span]:
@@ -219,6 +224,23 @@ class ImageRemover:
         validate_platforms(request.platforms, request.force)
         reference = parse_reference(request.reference)
         self._checkpoint(request, progress)
+        # The container list does not depend on what the reference resolves to: ask for it meanwhile.
+        containers = asyncio.create_task(ContainerUsers.load(self._client, request.namespace))
+        try:
+            return await self._resolved(request, reference, progress, containers)
+        finally:
+            if not containers.done():
+                containers.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await containers  # retrieved (or cancelled) so it never leaks a warning
+
+    async def _resolved(
+        self,
+        request: RemovalRequest,
+        reference: Reference,
+        progress: _Progress,
+        containers: asyncio.Task[ContainerUsers],
+    ) -> list[Item]:
         with self._phase(t.SPAN_RESOLVE, request) as span:
             try:
                 resolution = await resolve(self._client, request.namespace, reference)
@@ -233,7 +255,7 @@ class ImageRemover:
         self._checkpoint(request, progress)
         try:
             if request.platforms:
-                await self._remove_platforms(request, resolution, progress)
+                await self._remove_platforms(request, resolution, progress, containers)
             else:
                 by_id = isinstance(reference, IdReference) and resolution.named is None
                 try:
@@ -249,12 +271,10 @@ class ImageRemover:
                     await self._untag(request, resolution, decision, progress)
                 else:
                     self._policy.check_protected(resolution.all, force=request.force, display=resolution.display)
-                    await self._delete(request, resolution, decision, progress)
+                    await self._delete(request, resolution, decision, progress, containers)
         except RemovalError as error:
             raise progress.incomplete(error) from None
-        with self._phase(t.SPAN_EVENTS, request) as span:
-            await self._publish(request.namespace, progress.items)
-            span.set_attribute(t.ATTR_EVENTS, len(progress.items))
+        self._events.publish(request.namespace, request.reference, progress.items)
         return progress.items
 
     # untag only
@@ -276,11 +296,16 @@ class ImageRemover:
     # delete the image
 
     async def _delete(
-        self, request: RemovalRequest, resolution: Resolution, decision: DeleteImage, progress: _Progress
+        self,
+        request: RemovalRequest,
+        resolution: Resolution,
+        decision: DeleteImage,
+        progress: _Progress,
+        containers: asyncio.Task[ContainerUsers],
     ) -> None:
         namespace = request.namespace
-        walking = asyncio.create_task(self._walk(request, resolution))
-        checking = asyncio.create_task(self._check(request, resolution, decision, walking))
+        walking = asyncio.create_task(self._walk(request, resolution, containers))
+        checking = asyncio.create_task(self._check(request, resolution, decision, walking, containers))
         content = await walking
         soft_untag, parents = await checking
         self._checkpoint(request, progress)
@@ -336,8 +361,15 @@ class ImageRemover:
                 released = await self._release_snapshots(namespace, content)
                 span.set_attribute(t.ATTR_CONFIGS_RELEASED, released)
 
-    async def _walk(self, request: RemovalRequest, resolution: Resolution) -> ImageContent:
+    async def _walk(
+        self, request: RemovalRequest, resolution: Resolution, containers: asyncio.Task[ContainerUsers] | None
+    ) -> ImageContent:
+        """The image's present content; skipped when nothing would use it (no container to match by lineage,
+        and no collection to wait for before releasing snapshots)."""
         with self._phase(t.SPAN_WALK, request) as span:
+            if containers is not None and request.async_gc and not (await containers).containers:
+                span.set_attribute(t.ATTR_BLOBS_WALKED, 0)
+                return ImageContent()
             content = await walk_present(self._client, request.namespace, resolution.all[0].target)
             span.set_attribute(t.ATTR_IMAGE_ID, resolution.image_id)
             span.set_attribute(t.ATTR_BLOBS_WALKED, content.blob_count)
@@ -350,11 +382,12 @@ class ImageRemover:
         resolution: Resolution,
         decision: DeleteImage,
         walking: asyncio.Task[ImageContent],
+        containers: asyncio.Task[ContainerUsers],
     ) -> tuple[ImageRecord | None, list[Resolution]]:
-        """check-conflicts: containers (listed while the walk runs), then the prunable parent chain."""
+        """check-conflicts: containers (listed while resolving), then the prunable parent chain."""
         with self._phase(t.SPAN_CHECK_CONFLICTS, request) as span:
             span.set_attribute(t.ATTR_IMAGE_ID, resolution.image_id)
-            users = await ContainerUsers.load(self._client, request.namespace)
+            users = await containers
             span.set_attribute(t.ATTR_CONTAINERS_CHECKED, len(users.containers))
             content = await walking
             names = {r.name for r in resolution.all}
@@ -430,7 +463,11 @@ class ImageRemover:
             parent = Resolution(
                 image_id=parent_id, found=None, all=tuple(records), named=None, display=short_id(parent_id)
             )
-            content = await walk_present(self._client, request.namespace, records[0].target)
+            content = (
+                await walk_present(self._client, request.namespace, records[0].target)
+                if users.containers
+                else ImageContent()
+            )
             if await users.users(parent_id, {r.name for r in records}, content):
                 break  # a container uses it: quietly keep it
             parents.append(parent)
@@ -453,21 +490,20 @@ class ImageRemover:
     # release snapshots (A6)
 
     async def _release_snapshots(self, namespace: str, content: ImageContent) -> int:
-        """After collection: count what was freed; configs still held (by a lease) but used by no image lose
-        their snapshot references, and one more collection frees those snapshots. Never fatal."""
-        blobs = content.blobs
-        try:
-            remaining = {
-                info.digest: info
-                for info in await self._client.list_content(namespace, [f"digest=={quote(d)}" for d in blobs])
-            }
-        except RemovalError as exc:
-            _log.warning("release-snapshots: cannot list content: %s", exc.message)
-            return 0
+        """After collection, configs still held (by a lease) but used by no image lose their snapshot
+        references, and one more collection frees those snapshots. Also counts the bytes freed. Never fatal.
+
+        Content.Info per blob, concurrently: a filtered Content.List would scan the whole content store.
+        """
+        configs = sorted(content.configs)
+        asked = list(content.blobs) if self._metrics is not None else configs
+        infos = await asyncio.gather(*(self._info(namespace, digest) for digest in asked))
+        remaining = {digest: info for digest, info in zip(asked, infos, strict=True) if info is not None}
         if self._metrics is not None:
-            self._metrics.reclaimed(namespace, sum(size for digest, size in blobs.items() if digest not in remaining))
+            freed = sum(size for digest, size in content.blobs.items() if digest not in remaining)
+            self._metrics.reclaimed(namespace, freed)
         released = 0
-        for config in sorted(content.configs & remaining.keys()):
+        for config in (c for c in configs if c in remaining):
             snapshot_labels = {k: "" for k in remaining[config].labels if k.startswith(LABEL_GC_SNAPSHOT_PREFIX)}
             if not snapshot_labels:
                 continue
@@ -485,6 +521,16 @@ class ImageRemover:
             await self._collect_garbage(namespace)
         return released
 
+    async def _info(self, namespace: str, digest: str) -> ContentInfo | None:
+        """A blob's info; None when it is gone (or cannot be read: then nothing is released for it)."""
+        try:
+            return await self._client.content_info(namespace, digest)
+        except NotFoundInContainerd:
+            return None
+        except RemovalError as exc:
+            _log.warning("release-snapshots: cannot read %s: %s", digest, exc.message)
+            return None
+
     async def _collect_garbage(self, namespace: str) -> None:
         """One synchronous collection pass (deleting a lease with sync runs one)."""
         try:
@@ -495,10 +541,15 @@ class ImageRemover:
 
     # platforms (A5, B3)
 
-    async def _remove_platforms(self, request: RemovalRequest, resolution: Resolution, progress: _Progress) -> None:
-        namespace = request.namespace
+    async def _remove_platforms(
+        self,
+        request: RemovalRequest,
+        resolution: Resolution,
+        progress: _Progress,
+        containers: asyncio.Task[ContainerUsers],
+    ) -> None:
         self._policy.check_protected(resolution.all, force=request.force, display=resolution.display)
-        content = await self._walk(request, resolution)
+        content = await self._walk(request, resolution, None)
         if content.index is None:
             raise InvalidArgument(
                 Reason.INVALID_PLATFORM,
@@ -513,7 +564,7 @@ class ImageRemover:
             progress.missing = True
             return
         with self._phase(t.SPAN_CHECK_CONFLICTS, request) as span:
-            users = await ContainerUsers.load(self._client, namespace)
+            users = await containers
             span.set_attribute(t.ATTR_CONTAINERS_CHECKED, len(users.containers))
             using = await users.users(
                 resolution.image_id,
@@ -570,19 +621,6 @@ class ImageRemover:
                     pass  # deleting the lease synchronously runs one garbage-collection pass
             progress.items.extend(Item(ItemKind.DELETED, m.descriptor.digest, resolution.image_id) for m in chosen)
             span.set_attribute(t.ATTR_ITEMS, len(progress.items))
-
-    # events (A7)
-
-    async def _publish(self, namespace: str, items: Sequence[Item]) -> None:
-        """One event per item, in order; a failed publish is logged, never turned into a failed removal."""
-        for item in items:
-            try:
-                if item.kind is ItemKind.UNTAGGED:
-                    await self._client.publish_untag(namespace, item.image_id, item.value)
-                else:
-                    await self._client.publish_delete(namespace, item.value)
-            except RemovalError as exc:
-                _log.warning("event not published: %s", exc.message)
 
 
 def _settled(task: asyncio.Task[Any]) -> None:

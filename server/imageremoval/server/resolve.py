@@ -32,8 +32,9 @@ async def resolve(client: ContainerdClient, namespace: str, reference: Reference
 
 async def _by_id(
     client: ContainerdClient, namespace: str, reference: IdReference
-) -> tuple[str, ImageRecord | None, NameReference | None]:
-    """(target digest, the record named exactly, the name when the hex string was one)."""
+) -> tuple[str, ImageRecord | None, NameReference | None, list[ImageRecord] | None]:
+    """(target digest, the record named exactly, the name when the hex string was one, and all the records
+    with that target when the lookup already listed them)."""
     exact_name = reference.dangling_name or (None if reference.full_digest is None else reference.full_digest)
     if exact_name is not None:
         try:
@@ -41,8 +42,8 @@ async def _by_id(
         except NotFoundInContainerd:
             if reference.full_digest is None:
                 raise ImageNotFound(display(reference)) from None
-            return reference.full_digest, None, None
-        return found.target.digest, found, None
+            return reference.full_digest, None, None, None
+        return found.target.digest, found, None, None
     pattern = f"^sha256:{reference.hex}[0-9a-f]{{{64 - len(reference.hex)}}}$"
     candidates = await client.list_images(
         namespace, [f"name=={quote(reference.lookalike_name)}", f"target.digest~={quote(pattern)}"]
@@ -55,8 +56,8 @@ async def _by_id(
         found = exact[0]
         digest = found.target.digest
         if digest.removeprefix("sha256:").startswith(reference.hex):
-            return digest, found, None
-        return digest, found, NameReference(found.name.rsplit(":", 1)[0], "latest", None)
+            return digest, found, None, None
+        return digest, found, NameReference(found.name.rsplit(":", 1)[0], "latest", None), None
     targets = sorted({c.target.digest for c in candidates})
     if len(targets) > 1:
         shown = display(reference)
@@ -65,15 +66,18 @@ async def _by_id(
             f"ambiguous reference: {reference.text} matches {len(targets)} images",
             {"reference": shown, "candidates": ",".join(short_id(d) for d in targets[:10])},
         )
-    return targets[0], None, None
+    # The prefix filter matched every record whose target starts with the prefix: with one target, that is
+    # every record of the image, so no second scan of the namespace is needed.
+    return targets[0], None, None, candidates
 
 
 async def _resolve_once(client: ContainerdClient, namespace: str, reference: Reference) -> Resolution | None:
     """One consistent lookup; None when the store changed between our two reads."""
     found: ImageRecord | None = None
     named: NameReference | None = None
+    listed: list[ImageRecord] | None = None
     if isinstance(reference, IdReference):
-        digest, found, named = await _by_id(client, namespace, reference)
+        digest, found, named, listed = await _by_id(client, namespace, reference)
     else:
         named = reference
         try:
@@ -83,7 +87,7 @@ async def _resolve_once(client: ContainerdClient, namespace: str, reference: Ref
             if reference.digest is None:
                 raise ImageNotFound(reference.familiar) from None
             digest = reference.digest
-    records = await client.list_images(namespace, [f"target.digest=={quote(digest)}"])
+    records = listed if listed is not None else await client.list_images(namespace, [f"target.digest=={quote(digest)}"])
     if not records:
         if found is None:
             raise ImageNotFound(display(reference))
