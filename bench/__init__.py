@@ -1,0 +1,1 @@
+"""Benchmarks of imageremoval side by side with containerd itself (`make bench`, `python -m bench`)."""
