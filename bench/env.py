@@ -16,6 +16,8 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from imageremoval.server.daemon import terminate
+
 REPO = Path(__file__).resolve().parent.parent
 SERVER_BIN = Path(sys.executable).parent / "imageremoval-server"
 CLI_BIN = Path(sys.executable).parent / "imageremoval"
@@ -149,14 +151,7 @@ class ServerProcess:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (the server drains and exits 0), SIGKILL if it hangs; idempotent."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
+        terminate(process, timeout)
 
     def __enter__(self) -> ServerProcess:
         self.start()

@@ -48,6 +48,18 @@ def _config_toml(root: Path, state: Path, address: str) -> str:
     )
 
 
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL if it does not exit in time; nothing if it is gone."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
 class PrivateContainerd:
     """A containerd process of our own; use as a context manager or call start() and stop()."""
 
@@ -109,14 +121,7 @@ class PrivateContainerd:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time; idempotent."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
+        terminate(process, timeout)
 
     def __enter__(self) -> PrivateContainerd:
         self.start()
