@@ -93,8 +93,7 @@ async def test_pruned_parents_share_the_one_collection(
     recorded: tuple[ImageRemover, RecordingInterceptor], store: Store, ns: str
 ) -> None:
     remover, interceptor = recorded
-    parent = store.put(ns, [], small("p"))
-    store.create_record(ns, f"moby-dangling@{parent}", small("p").blob)
+    parent = store.put(ns, [f"moby-dangling@{small('p').blob.digest}"], small("p"))
     store.put(ns, ["docker.io/library/app:latest"], small("c"), labels={LABEL_PARENT: parent})
     await remover.remove(RemovalRequest("app", ns))
     assert [d.sync for d in interceptor.deletes()] == [False, True]
@@ -222,8 +221,7 @@ async def test_a_parent_that_cannot_go_stops_pruning_quietly(
     containerd: PrivateContainerd, store: Store, ns: str
 ) -> None:
     remover, client = _remover_with(containerd, FailDeletes(lambda name: name.startswith("moby-dangling@")))
-    parent = store.put(ns, [], small("stuck-parent"))
-    store.create_record(ns, f"moby-dangling@{parent}", small("stuck-parent").blob)
+    parent = store.put(ns, [f"moby-dangling@{small('stuck-parent').blob.digest}"], small("stuck-parent"))
     child = store.put(ns, ["docker.io/library/app:latest"], small("child"), labels={LABEL_PARENT: parent})
     try:
         items = await remover.remove(RemovalRequest("app", ns))

@@ -242,10 +242,12 @@ def test_a_container_whose_image_name_is_gone_is_matched_by_its_snapshot(
 
 def _chain(store: Store, ns: str) -> tuple[str, str, str]:
     """grandparent <- parent (both dangling) <- child `app:latest`."""
-    grandparent = store.put(ns, [], small("grandparent"))
-    store.create_record(ns, f"moby-dangling@{grandparent}", small("grandparent").blob)
-    parent = store.put(ns, [], small("parent"))
-    store.create_record(ns, f"moby-dangling@{parent}", small("parent").blob, {LABEL_PARENT: grandparent})
+    # Records are created while the content is still leased: an unreferenced blob may be collected any time.
+    grandparent = store.put(ns, [f"moby-dangling@{small('grandparent').blob.digest}"], small("grandparent"))
+    parent_image = small("parent")
+    parent = store.put(
+        ns, [f"moby-dangling@{parent_image.blob.digest}"], parent_image, labels={LABEL_PARENT: grandparent}
+    )
     child = store.put(ns, [lib("app:latest")], small("child"), labels={LABEL_PARENT: parent})
     return grandparent, parent, child
 
@@ -279,8 +281,8 @@ def test_prune_stops_quietly_at_a_parent_a_container_uses(
     base = manifest((busybox,), note="used-parent")
     parent = store.put(ns, [lib("base:latest")], base)
     ctr.create(ns, lib("base:latest"), "uses-parent")
+    store.create_record(ns, f"moby-dangling@{parent}", base.blob)  # before the name goes: content stays held
     store.delete_record(ns, lib("base:latest"))
-    store.put(ns, [f"moby-dangling@{parent}"], base)
     child = store.put(ns, [lib("app:latest")], small("child-of-used"), labels={LABEL_PARENT: parent})
     assert pairs(client.remove("app", namespace=ns)) == [untagged("app:latest"), deleted(child)]
     assert store.names(ns) == {f"moby-dangling@{parent}"}

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from imageremoval.client import ImageRemovalClient, ImageRemovalError
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
+from imageremoval.server.app import server_options
 from imageremoval.server.config import ConfigError, Limits, ServerConfig, TlsConfig, load_config
 from imageremoval.server.daemon import PrivateContainerd
 
@@ -361,5 +362,29 @@ def test_a_removal_past_its_deadline_still_publishes_its_events_and_holds_its_sl
             assert _wait(lambda: "docker.io/library/ev:latest" not in store.names(ns))
             assert _wait(lambda: len(events.ours()) == 2, timeout=5)
         assert events.ours() == [("/imageremoval/untag", "ev:latest"), ("/imageremoval/delete", image_id)]
+    finally:
+        thread.stop()
+
+
+def test_transport_limits_reach_grpc() -> None:
+    options = dict(
+        server_options(replace(Limits(), keepalive_time_s=30, max_connection_age_s=120, max_metadata_bytes=8192))
+    )
+    assert options["grpc.keepalive_time_ms"] == 30_000
+    assert options["grpc.max_connection_age_ms"] == 120_000
+    assert options["grpc.max_metadata_size"] == 8192
+    assert options["grpc.max_receive_message_length"] >= Limits().max_message_bytes
+
+
+def test_oversized_metadata_is_refused_by_the_transport(containerd: PrivateContainerd) -> None:
+    config = ServerConfig(listen="127.0.0.1:0", limits=replace(Limits(), max_metadata_bytes=4096))
+    thread = _serve(containerd.address, config)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            assert stub.Check(health_pb2.HealthCheckRequest(), metadata=(("x-small", "a" * 100),), timeout=5)
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Check(health_pb2.HealthCheckRequest(), metadata=(("x-big", "a" * 20_000),), timeout=5)
+        assert caught.value.code() in {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL}
     finally:
         thread.stop()

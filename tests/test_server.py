@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -211,3 +212,28 @@ def test_garbled_or_oversized_requests_are_invalid_argument(server: Server, payl
     status = status_pb2.Status.FromString(dict(metadata)["grpc-status-details-bin"])
     info = error_details_pb2.ErrorInfo()
     assert status.details[0].Unpack(info) and info.reason == reason
+
+
+def test_a_conflict_carries_precondition_failure_and_resource_info(server: Server, store: Store, ns: str) -> None:
+    image_id = store.put(
+        ns,
+        ["docker.io/library/p1:latest", "docker.io/library/p2:latest"],
+        manifest((file_layer("p", b"pf"),), note="pf"),
+    )
+    with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as caught:
+        pb_grpc.ImageRemovalServiceStub(channel).RemoveImage(pb.RemoveImageRequest(image=image_id, namespace=ns))
+    metadata: list[tuple[str, bytes]] = list(caught.value.trailing_metadata() or ())  # type: ignore[arg-type]
+    status = status_pb2.Status.FromString(dict(metadata)["grpc-status-details-bin"])
+    failure, resource = error_details_pb2.PreconditionFailure(), error_details_pb2.ResourceInfo()
+    assert status.details[1].Unpack(failure) and status.details[2].Unpack(resource)
+    assert [(v.type, v.subject) for v in failure.violations] == [("MULTIPLE_REFERENCES", f"image/{image_id}")]
+    assert (resource.resource_type, resource.resource_name) == ("containerd.image", image_id)
+
+
+def test_huge_bad_input_is_logged_in_bounded_size(server: Server, caplog: pytest.LogCaptureFixture, ns: str) -> None:
+    caplog.set_level(logging.INFO, logger="imageremoval")
+    with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError):
+        pb_grpc.ImageRemovalServiceStub(channel).RemoveImage(pb.RemoveImageRequest(image="Y" * 900_000, namespace=ns))
+    refusals = [r for r in caplog.records if r.getMessage().startswith("removal refused")]
+    assert refusals
+    assert all(len(r.getMessage()) < 1024 and len(str(getattr(r, "reference", ""))) <= 256 for r in refusals)
