@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -386,5 +388,23 @@ def test_oversized_metadata_is_refused_by_the_transport(containerd: PrivateConta
             with pytest.raises(grpc.RpcError) as caught:
                 stub.Check(health_pb2.HealthCheckRequest(), metadata=(("x-big", "a" * 20_000),), timeout=5)
         assert caught.value.code() in {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL}
+    finally:
+        thread.stop()
+
+
+def test_the_cli_speaks_mutual_tls(containerd: PrivateContainerd, pki: dict[str, Any], store: Store, ns: str) -> None:
+    cert, key = pki["server"]
+    config = ServerConfig(listen="127.0.0.1:0", tls=TlsConfig(cert, key, pki["folder"] / "ca.crt"))
+    image_id = store.put(ns, ["docker.io/library/tls:latest"], manifest((file_layer("t", b"tls"),), note="tls"))
+    client_cert, client_key = pki["alice"].write(pki["folder"], "alice")
+    thread = _serve(containerd.address, config)
+    cli = [str(Path(sys.executable).parent / "imageremoval"), "rm", "--server", f"127.0.0.1:{thread.port}", "-n", ns]
+    try:
+        plain = subprocess.run([*cli, "tls"], capture_output=True, text=True, timeout=60, check=False)
+        assert plain.returncode == 1 and plain.stderr.startswith("Error response from daemon:")
+        tls = ["--tls-ca", str(pki["folder"] / "ca.crt"), "--tls-cert", str(client_cert), "--tls-key", str(client_key)]
+        done = subprocess.run([*cli, *tls, "tls"], capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["Untagged: tls:latest", f"Deleted: {image_id}"]
     finally:
         thread.stop()

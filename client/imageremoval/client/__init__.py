@@ -13,7 +13,7 @@ from ._errors import (
     PermissionDeniedError,
     UnavailableError,
 )
-from ._model import Platform, RemovedItem
+from ._model import Platform, RemovedItem, Tls
 
 __all__ = [
     "SERVICE_CONFIG",
@@ -28,5 +28,6 @@ __all__ = [
     "PermissionDeniedError",
     "Platform",
     "RemovedItem",
+    "Tls",
     "UnavailableError",
 ]

@@ -12,7 +12,7 @@ import grpc
 from imageremoval.gen.v1 import image_removal_pb2
 
 from ._errors import ImageRemovalError, from_rpc_error
-from ._model import Platform, RemovedItem
+from ._model import Platform, RemovedItem, Tls
 
 DEFAULT_TARGET: Final = "127.0.0.1:50051"
 DEFAULT_TIMEOUT: Final = 60.0
@@ -45,6 +45,16 @@ CHANNEL_OPTIONS: Final[tuple[tuple[str, str | int], ...]] = (
 )
 
 Result = tuple[str, list[RemovedItem] | ImageRemovalError]
+
+
+def _credentials(tls: Tls) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert)
+
+
+def _options(tls: Tls | None) -> tuple[tuple[str, str | int], ...]:
+    if tls is not None and tls.server_name:
+        return (*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", tls.server_name))
+    return CHANNEL_OPTIONS
 
 
 def _request(
@@ -94,9 +104,16 @@ class ImageRemovalClient:
         *,
         channel: grpc.Channel | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        tls: Tls | None = None,
     ) -> None:
         self._owns_channel = channel is None
-        self._channel = channel if channel is not None else grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        if channel is None:
+            channel = (
+                grpc.secure_channel(target, _credentials(tls), options=_options(tls))
+                if tls is not None
+                else grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+            )
+        self._channel = channel
         self._timeout = timeout
         self._closed = False
         self._remove_image: grpc.UnaryUnaryMultiCallable[
@@ -204,8 +221,10 @@ class AsyncImageRemovalClient:
         *,
         channel: grpc.aio.Channel | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        tls: Tls | None = None,
     ) -> None:
         self._target = target
+        self._tls = tls
         self._owns_channel = channel is None
         self._channel = channel
         self._timeout = timeout
@@ -224,7 +243,11 @@ class AsyncImageRemovalClient:
             raise RuntimeError("AsyncImageRemovalClient is closed")
         if self._remove_image is None:
             if self._channel is None:
-                self._channel = grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+                self._channel = (
+                    grpc.aio.secure_channel(self._target, _credentials(self._tls), options=_options(self._tls))
+                    if self._tls is not None
+                    else grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+                )
             self._remove_image = self._channel.unary_unary(
                 _REMOVE_IMAGE,
                 request_serializer=image_removal_pb2.RemoveImageRequest.SerializeToString,

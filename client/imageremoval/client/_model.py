@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 # One platform component: what containerd's platform specifiers allow, before normalisation.
@@ -39,3 +40,26 @@ class RemovedItem:
 
     def __str__(self) -> str:
         return f"{'Untagged' if self.kind == 'untagged' else 'Deleted'}: {self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """TLS for the channel: the CA that signed the server, and for mutual TLS this client's certificate."""
+
+    ca: bytes | None = None  # None: the system's roots
+    cert: bytes | None = None
+    key: bytes | None = None
+    server_name: str | None = None  # when the certificate names another host than the target
+
+    @classmethod
+    def from_files(
+        cls, ca: str | None = None, cert: str | None = None, key: str | None = None, server_name: str | None = None
+    ) -> Tls:
+        """Read PEM files; (cert, key) go together."""
+        if (cert is None) != (key is None):
+            raise ValueError("a client certificate and its key go together")
+
+        def read(path: str | None) -> bytes | None:
+            return None if path is None else Path(path).read_bytes()
+
+        return cls(ca=read(ca), cert=read(cert), key=read(key), server_name=server_name)

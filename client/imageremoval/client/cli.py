@@ -10,9 +10,13 @@ from importlib import metadata
 
 from ._client import DEFAULT_TARGET, DEFAULT_TIMEOUT, ImageRemovalClient
 from ._errors import ImageRemovalError
-from ._model import Platform
+from ._model import Platform, Tls
 
 ENV_SERVER = "IMAGEREMOVAL_SERVER"
+ENV_TLS_CA = "IMAGEREMOVAL_CLIENT_TLS_CA"
+ENV_TLS_CERT = "IMAGEREMOVAL_CLIENT_TLS_CERT"
+ENV_TLS_KEY = "IMAGEREMOVAL_CLIENT_TLS_KEY"
+ENV_TLS_SERVER_NAME = "IMAGEREMOVAL_CLIENT_TLS_SERVER_NAME"
 
 
 def _version() -> str:
@@ -73,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help=f"server address (env {ENV_SERVER}, default {DEFAULT_TARGET})",
     )
+    for flag, env, what in (
+        ("--tls-ca", ENV_TLS_CA, "CA bundle (PEM) that signed the server's certificate: enables TLS"),
+        ("--tls-cert", ENV_TLS_CERT, "this client's certificate (PEM), for mutual TLS"),
+        ("--tls-key", ENV_TLS_KEY, "this client's private key (PEM), for mutual TLS"),
+        ("--tls-server-name", ENV_TLS_SERVER_NAME, "the name the server's certificate carries, if not the host"),
+    ):
+        rm.add_argument(flag, default=os.environ.get(env) or None, metavar="FILE", help=f"{what} (env {env})")
     rm.add_argument(
         "--timeout",
         type=_timeout,
@@ -83,9 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tls(args: argparse.Namespace) -> Tls | None:
+    """TLS when any TLS option is given; unreadable files end the command with a message."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    try:
+        return Tls.from_files(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    except (OSError, ValueError) as error:
+        raise _UsageError(f"imageremoval: TLS: {error}") from None
+
+
+class _UsageError(Exception):
+    """A problem with the command line found after parsing (exit 2)."""
+
+
 def _rm(args: argparse.Namespace) -> int:
     failed = False
-    with ImageRemovalClient(args.server, timeout=args.timeout) as client:
+    with ImageRemovalClient(args.server, timeout=args.timeout, tls=_tls(args)) as client:
         last = len(args.images) - 1
         for position, image in enumerate(args.images):
             # One garbage collection for the whole command: only the last removal waits for it (it frees
@@ -121,5 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code if isinstance(code, int) else (0 if code is None else 2)
     try:
         return _rm(args)
+    except _UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
