@@ -206,10 +206,13 @@ async def test_a_failure_after_the_first_change_says_what_changed_and_is_not_ret
     remover, client = _remover_with(containerd, FailDeletes(lambda name: name.endswith("b:1")))
     image_id = store.put(ns, ["docker.io/library/a:1", "docker.io/library/b:1"], small("half"))
     try:
-        with pytest.raises(RemovalError) as caught:
-            await remover.remove(RemovalRequest(image_id, ns, force=True))
+        with store.record_events(ns) as events:
+            with pytest.raises(RemovalError) as caught:
+                await remover.remove(RemovalRequest(image_id, ns, force=True))
+            await remover.drain(5)
     finally:
         await client.close()
+    assert events.ours() == [("/imageremoval/untag", "a:1")], "the change that happened has its event"
     error = caught.value
     assert (error.kind.value, error.reason.value) == ("ABORTED", "REMOVAL_INCOMPLETE")
     assert error.metadata["cause"] == "CONTAINERD_UNAVAILABLE"

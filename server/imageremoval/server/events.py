@@ -45,13 +45,17 @@ class EventPublisher:
         if not items:
             return
         self._queue.put_nowait(_Batch(namespace, reference[:256], tuple(items), otel_context.get_current()))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._run(), name="imageremoval-events")
+        self._ensure_worker()
 
     async def drain(self, seconds: float) -> None:
         """Wait until every queued event is published (shutdown), at most `seconds`."""
+        self._ensure_worker()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), seconds)
+
+    def _ensure_worker(self) -> None:
+        if not self._queue.empty() and (self._worker is None or self._worker.done()):
+            self._worker = asyncio.create_task(self._run(), name="imageremoval-events")
 
     async def _run(self) -> None:
         """Publish until the queue is empty, then end (the next publish starts a new worker)."""
@@ -69,6 +73,7 @@ class EventPublisher:
                 self._queue.task_done()
 
     async def _send(self, namespace: str, item: Item) -> None:
+        """One event; any failure is logged and the worker goes on with the next."""
         try:
             if item.kind is ItemKind.UNTAGGED:
                 await self._client.publish_untag(namespace, item.image_id, item.value)
@@ -76,3 +81,5 @@ class EventPublisher:
                 await self._client.publish_delete(namespace, item.value)
         except RemovalError as exc:
             _log.warning("event not published: %s", exc.message)
+        except Exception:
+            _log.exception("event not published")

@@ -160,7 +160,11 @@ class ImageRemover:
         try:
             with self._limit:
                 CALL_DEADLINE.set(request.deadline)
-                items = await self._remove(request, progress)
+                try:
+                    items = await self._remove(request, progress)
+                finally:
+                    # Every change gets its event, also when the call fails after changing something.
+                    self._events.publish(request.namespace, request.reference, progress.items)
         except RemovalError as error:
             self._record_refusal(request, progress, error, time.perf_counter() - start, span)
             raise
@@ -229,10 +233,8 @@ class ImageRemover:
         try:
             return await self._resolved(request, reference, progress, containers)
         finally:
-            if not containers.done():
-                containers.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await containers  # retrieved (or cancelled) so it never leaks a warning
+            # Let it finish rather than cancel it: a cancelled call would leave its client span unended.
+            await asyncio.gather(containers, return_exceptions=True)
 
     async def _resolved(
         self,
@@ -274,7 +276,6 @@ class ImageRemover:
                     await self._delete(request, resolution, decision, progress, containers)
         except RemovalError as error:
             raise progress.incomplete(error) from None
-        self._events.publish(request.namespace, request.reference, progress.items)
         return progress.items
 
     # untag only
@@ -306,8 +307,14 @@ class ImageRemover:
         namespace = request.namespace
         walking = asyncio.create_task(self._walk(request, resolution, containers))
         checking = asyncio.create_task(self._check(request, resolution, decision, walking, containers))
-        content = await walking
-        soft_untag, parents = await checking
+        try:
+            content = await walking
+            soft_untag, parents = await checking
+        except BaseException:
+            for task in (walking, checking):
+                task.cancel()
+            await asyncio.gather(walking, checking, return_exceptions=True)  # both retrieved: no stray warnings
+            raise
         self._checkpoint(request, progress)
         with self._phase(t.SPAN_DELETE, request) as span:
             span.set_attribute(t.ATTR_IMAGE_ID, resolution.image_id)
@@ -498,6 +505,7 @@ class ImageRemover:
         configs = sorted(content.configs)
         asked = list(content.blobs) if self._metrics is not None else configs
         infos = await asyncio.gather(*(self._info(namespace, digest) for digest in asked))
+        # Unknown (unreadable) blobs count as remaining: never reported as freed, never released.
         remaining = {digest: info for digest, info in zip(asked, infos, strict=True) if info is not None}
         if self._metrics is not None:
             freed = sum(size for digest, size in content.blobs.items() if digest not in remaining)
@@ -522,14 +530,14 @@ class ImageRemover:
         return released
 
     async def _info(self, namespace: str, digest: str) -> ContentInfo | None:
-        """A blob's info; None when it is gone (or cannot be read: then nothing is released for it)."""
+        """A blob's info; None when it is gone. Unreadable: an info without labels (kept, nothing released)."""
         try:
             return await self._client.content_info(namespace, digest)
         except NotFoundInContainerd:
             return None
         except RemovalError as exc:
             _log.warning("release-snapshots: cannot read %s: %s", digest, exc.message)
-            return None
+            return ContentInfo(digest=digest, size=0)
 
     async def _collect_garbage(self, namespace: str) -> None:
         """One synchronous collection pass (deleting a lease with sync runs one)."""
