@@ -150,7 +150,10 @@ async def test_a_new_name_added_before_the_first_change_aborts(
     assert store.all_present(ns, image)
 
 
-def test_a_concurrent_retag_never_loses_an_image(client: ImageRemovalClient, store: Store, ns: str) -> None:
+@pytest.mark.parametrize("async_gc", [False, True])
+def test_a_concurrent_retag_never_loses_an_image(
+    client: ImageRemovalClient, store: Store, ns: str, async_gc: bool
+) -> None:
     """A retag racing the removal: ABORTED, or removed with the copy whole; never a copy with lost content."""
     for round_ in range(8):
         image = small(f"race-{round_}")
@@ -159,7 +162,7 @@ def test_a_concurrent_retag_never_loses_an_image(client: ImageRemovalClient, sto
 
         def remove(results: list[str] = results) -> None:
             try:
-                client.remove("race", namespace=ns)
+                client.remove("race", namespace=ns, async_gc=async_gc)
                 results.append("removed")
             except ImageRemovalError as error:
                 results.append(error.reason)

@@ -19,6 +19,9 @@ class Resolution:
     all: tuple[ImageRecord, ...]  # every record whose target is image_id
     named: NameReference | None  # the name the user typed; None when they typed an ID
     display: str  # the reference as Docker would print it in an error
+    # The images naming this one as their parent, read in the same List as `all` (None: not read). With
+    # `all`, the state of the store as of that one read, which can serve as the re-read before the delete.
+    children: tuple[ImageRecord, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

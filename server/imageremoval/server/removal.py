@@ -310,6 +310,7 @@ class ImageRemover:
         try:
             content = await walking
             soft_untag, parents = await checking
+            containers_seen = bool(containers.result().containers)
         except BaseException:
             for task in (walking, checking):
                 task.cancel()
@@ -318,13 +319,18 @@ class ImageRemover:
         self._checkpoint(request, progress)
         with self._phase(t.SPAN_DELETE, request) as span:
             span.set_attribute(t.ATTR_IMAGE_ID, resolution.image_id)
-            current = await self._client.list_images(
-                namespace,
-                [
-                    f"target.digest=={quote(resolution.image_id)}",
-                    f"labels.{quote(LABEL_PARENT)}=={quote(resolution.image_id)}",
-                ],
-            )
+            if resolution.children is not None and not content.walked and not parents and not containers_seen:
+                # Nothing was read since resolving (no walk, no container, no parent chain): that read is as
+                # recent as a re-read would be, so it serves as the check before the first change (B5).
+                current = [*resolution.all, *resolution.children]
+            else:
+                current = await self._client.list_images(
+                    namespace,
+                    [
+                        f"target.digest=={quote(resolution.image_id)}",
+                        f"labels.{quote(LABEL_PARENT)}=={quote(resolution.image_id)}",
+                    ],
+                )
             if soft_untag is not None:
                 # Force on the last name of an image a container uses: free the name, keep the content (as
                 # Docker's softImageDelete: a dangling record when no other record would hold it).
@@ -376,7 +382,7 @@ class ImageRemover:
         with self._phase(t.SPAN_WALK, request) as span:
             if containers is not None and request.async_gc and not (await containers).containers:
                 span.set_attribute(t.ATTR_BLOBS_WALKED, 0)
-                return ImageContent()
+                return ImageContent(walked=False)
             content = await walk_present(self._client, request.namespace, resolution.all[0].target)
             span.set_attribute(t.ATTR_IMAGE_ID, resolution.image_id)
             span.set_attribute(t.ATTR_BLOBS_WALKED, content.blob_count)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .containerd import ContainerdClient, quote
 from .errors import ImageChanged, ImageNotFound, InvalidArgument, NotFoundInContainerd, Reason
-from .model import ImageRecord
+from .model import LABEL_PARENT, ImageRecord
 from .plan import Resolution
 from .references import IdReference, NameReference, Reference, short_id
 
@@ -87,11 +87,27 @@ async def _resolve_once(client: ContainerdClient, namespace: str, reference: Ref
             if reference.digest is None:
                 raise ImageNotFound(reference.familiar) from None
             digest = reference.digest
-    records = listed if listed is not None else await client.list_images(namespace, [f"target.digest=={quote(digest)}"])
+    children: list[ImageRecord] | None = None
+    if listed is not None:
+        records = listed
+    else:
+        # One scan answers both: the image's records, and the images built on it (moby's parent label).
+        related = await client.list_images(
+            namespace, [f"target.digest=={quote(digest)}", f"labels.{quote(LABEL_PARENT)}=={quote(digest)}"]
+        )
+        records = [r for r in related if r.image_id == digest]
+        children = [r for r in related if r.image_id != digest]
     if not records:
         if found is None:
             raise ImageNotFound(display(reference))
         return None
     if found is not None and all(r.name != found.name for r in records):
         return None
-    return Resolution(image_id=digest, found=found, all=tuple(records), named=named, display=display(reference))
+    return Resolution(
+        image_id=digest,
+        found=found,
+        all=tuple(records),
+        named=named,
+        display=display(reference),
+        children=None if children is None else tuple(children),
+    )

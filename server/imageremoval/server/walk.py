@@ -39,6 +39,7 @@ class ImageContent:
     missing_manifests: list[Descriptor] = field(default_factory=list)
     entries: list[tuple[Descriptor, Mapping[str, str]]] = field(default_factory=list)  # every index entry
     _chain_ids: dict[str, str] | None = None  # manifest digest -> chain ID, read on demand
+    walked: bool = True  # False when the walk was skipped (nothing needed it): no read happened
 
     @property
     def configs(self) -> set[str]:
