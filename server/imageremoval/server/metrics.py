@@ -41,9 +41,19 @@ class RemovalMetrics:
             t.METRIC_CONFLICTS, unit="{conflict}", description="Removals refused because of a conflict"
         )
 
-    def removal(self, *, action: str, seconds: float, error: RemovalError | None, missing: bool = False) -> None:
+    def removal(
+        self,
+        *,
+        action: str,
+        seconds: float,
+        error: RemovalError | None,
+        missing: bool = False,
+        cancelled: bool = False,
+    ) -> None:
         """One finished call: its duration, outcome and, for a refusal, the reason."""
-        if error is None:
+        if cancelled:
+            outcome, reason = t.OUTCOME_CANCELLED, ""
+        elif error is None:
             outcome = t.OUTCOME_MISSING if missing else t.OUTCOME_SUCCESS
             reason = ""
         else:

@@ -169,7 +169,11 @@ class ImageRemover:
             self._record_refusal(request, progress, error, time.perf_counter() - start, span)
             raise
         except asyncio.CancelledError:
-            _log.info("removal cancelled by the caller before any change", extra=_log_fields(request, "cancelled", 0))
+            seconds = time.perf_counter() - start
+            if self._metrics is not None:
+                self._metrics.removal(action=progress.action, seconds=seconds, error=None, cancelled=True)
+            what = "after changes" if progress.committed else "before any change"
+            _log.info("removal cancelled %s", what, extra=_log_fields(request, t.OUTCOME_CANCELLED, seconds))
             raise
         except Exception as exc:
             _log.exception("removal failed unexpectedly", extra=_log_fields(request, "internal", 0))
