@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
@@ -40,8 +40,6 @@ TOPIC_UNTAG = "/imageremoval/untag"
 TOPIC_DELETE = "/imageremoval/delete"
 MAX_METADATA_BLOB = 4 * 1024 * 1024  # indexes, manifests and configs are small; refuse to buffer more
 _RUNNING_STATES = frozenset({task_pb2.Status.RUNNING, task_pb2.Status.PAUSED, task_pb2.Status.PAUSING})
-
-_T = TypeVar("_T")
 
 # The caller's deadline (time.monotonic()), set by the remover for the calls of one request; None: no bound.
 CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("call_deadline", default=None)

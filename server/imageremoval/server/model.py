@@ -12,7 +12,6 @@ MEDIA_INDEX = frozenset(
 MEDIA_MANIFEST = frozenset(
     {"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"}
 )
-MEDIA_CONFIG = frozenset({"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"})
 LABEL_PARENT = "org.mobyproject.image.parent"
 LABEL_GC_SNAPSHOT_PREFIX = "containerd.io/gc.ref.snapshot."
 LABEL_GC_CONTENT_PREFIX = "containerd.io/gc.ref.content."
