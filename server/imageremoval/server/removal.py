@@ -290,7 +290,8 @@ class ImageRemover:
         with self._phase(t.SPAN_DELETE, request) as span:
             span.set_attribute(t.ATTR_ACTION, t.ACTION_UNTAG)
             span.set_attribute(t.ATTR_IMAGE_ID, resolution.image_id)
-            await self._recheck(request.namespace, resolution, decision.records, exact=False)
+            # Nothing was read since the resolve's List of the image's records, so that read is the check
+            # before the first change (B5); each delete still carries its expected target.
             self._commit(request, progress)
             # Untagging never frees content while other names remain, so no delete waits for collection.
             for record in decision.records:

@@ -20,7 +20,6 @@ class PlatformManifest:
     """One present manifest of an image and the blobs it names."""
 
     descriptor: Descriptor
-    platform: Mapping[str, str]  # os, architecture, variant as the index states them ({} without an index)
     config: Descriptor
     layers: tuple[Descriptor, ...]
 
@@ -32,11 +31,10 @@ class PlatformManifest:
 
 @dataclass(slots=True)
 class ImageContent:
-    """What the walk found: the index (if any), the present manifests, and those the index lists but lacks."""
+    """What the walk found: the index (if any), its entries with their platforms, and the present manifests."""
 
     index: Descriptor | None = None
     manifests: list[PlatformManifest] = field(default_factory=list)
-    missing_manifests: list[Descriptor] = field(default_factory=list)
     entries: list[tuple[Descriptor, Mapping[str, str]]] = field(default_factory=list)  # every index entry
     _chain_ids: dict[str, str] | None = None  # manifest digest -> chain ID, read on demand
     walked: bool = True  # False when the walk was skipped (nothing needed it): no read happened
@@ -115,9 +113,7 @@ async def _json(client: ContainerdClient, namespace: str, digest: str) -> dict[s
     return value if isinstance(value, dict) else {}
 
 
-async def _manifest(
-    client: ContainerdClient, namespace: str, descriptor: Descriptor, platform: Mapping[str, str]
-) -> PlatformManifest | None:
+async def _manifest(client: ContainerdClient, namespace: str, descriptor: Descriptor) -> PlatformManifest | None:
     body = await _json(client, namespace, descriptor.digest)
     if body is None:
         return None
@@ -125,7 +121,6 @@ async def _manifest(
     layers = body.get("layers")
     return PlatformManifest(
         descriptor=descriptor,
-        platform=platform,
         config=config,
         layers=tuple(d for d in map(_descriptor, layers if isinstance(layers, list) else []) if d is not None),
     )
@@ -159,15 +154,11 @@ async def walk_present(client: ContainerdClient, namespace: str, target: Descrip
             descriptor = _descriptor(raw)
             if descriptor is not None and descriptor.media_type not in MEDIA_INDEX:
                 content.entries.append((descriptor, _platform(raw.get("platform"))))
-        unique = list({d.digest: (d, p) for d, p in content.entries}.values())
-        found = await asyncio.gather(*(_manifest(client, namespace, d, p) for d, p in unique))
-        for (descriptor, _), manifest in zip(unique, found, strict=True):
-            if manifest is None:
-                content.missing_manifests.append(descriptor)
-            else:
-                content.manifests.append(manifest)
+        unique = list({d.digest: d for d, _ in content.entries}.values())
+        found = await asyncio.gather(*(_manifest(client, namespace, d) for d in unique))
+        content.manifests.extend(m for m in found if m is not None)  # absent ones were never pulled
     else:
-        manifest = await _manifest(client, namespace, target, {})
+        manifest = await _manifest(client, namespace, target)
         if manifest is not None:
             content.manifests.append(manifest)
     return content
