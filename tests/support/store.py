@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import any_pb2
 
+from imageremoval.gen.containerd.events import image_pb2
 from imageremoval.gen.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from imageremoval.gen.containerd.services.events.v1 import events_pb2, events_pb2_grpc
 from imageremoval.gen.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from imageremoval.gen.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from imageremoval.gen.containerd.types import descriptor_pb2
-from imageremoval.gen.v1 import image_removal_pb2
 
 from .images import Blob, Index, Manifest, digest_of
 
@@ -31,12 +31,11 @@ class Event:
     namespace: str
     payload: any_pb2.Any
 
-    def decode(self) -> image_removal_pb2.ImageUntagged | image_removal_pb2.ImageDeleted:
-        for cls in (image_removal_pb2.ImageUntagged, image_removal_pb2.ImageDeleted):
-            message = cls()
-            if self.payload.Unpack(message):
-                return message
-        raise AssertionError(f"unexpected event payload {self.payload.type_url}")
+    def decode(self) -> image_pb2.ImageDelete:
+        # containerd writes bare type names (no "type.googleapis.com/"), which Any.Unpack refuses: match the name.
+        if self.payload.type_url.rsplit("/", 1)[-1] != image_pb2.ImageDelete.DESCRIPTOR.full_name:
+            raise AssertionError(f"unexpected event payload {self.payload.type_url}")
+        return image_pb2.ImageDelete.FromString(self.payload.value)
 
 
 @dataclass
@@ -52,11 +51,7 @@ class EventRecorder:
         for event in self.events:
             if not event.topic.startswith("/imageremoval/"):
                 continue
-            message = event.decode()
-            if isinstance(message, image_removal_pb2.ImageUntagged):
-                out.append((event.topic, message.name))
-            else:
-                out.append((event.topic, message.image_id))
+            out.append((event.topic, event.decode().name))
         return out
 
 
@@ -248,8 +243,10 @@ class Store:
         thread = threading.Thread(target=pump, daemon=True)
         thread.start()
         # Publish a marker and wait until we see it, so no event of the test can be missed.
-        marker = any_pb2.Any()
-        marker.Pack(image_removal_pb2.ImageDeleted(image_id="marker"))
+        marker = any_pb2.Any(  # in containerd's own encoding, so `ctr events` watching alongside stays quiet
+            type_url=image_pb2.ImageDelete.DESCRIPTOR.full_name,
+            value=image_pb2.ImageDelete(name="marker").SerializeToString(),
+        )
         deadline = 50
         while not any(e.topic == "/test/marker" for e in recorder.events) and deadline:
             self.events.Publish(

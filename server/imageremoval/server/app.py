@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import metrics, trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from imageremoval.gen.v1 import image_removal_pb2, image_removal_pb2_grpc
@@ -24,9 +24,10 @@ from .config import Limits, ServerConfig, is_unix, parse_listen, unix_path
 from .containerd import ContainerdClient
 from .errors import RemovalError
 from .guard import TRANSPORT_LIMIT, RequestGuard
-from .metrics import RemovalMetrics, RpcDurationInterceptor
+from .metrics import RemovalMetrics, RequestRejections, ServiceGauges
 from .policy import RemovalPolicy
 from .removal import ImageRemover
+from .rpc_telemetry import ContainerdTracing, ServerTelemetry, dup_mode
 from .security import server_credentials
 from .servicer import ImageRemovalServicer
 from .telemetry import TRACER_NAME
@@ -48,6 +49,7 @@ class App:
     remover: ImageRemover
     drain_seconds: float = 0.0
     unix_sockets: tuple[Path, ...] = ()
+    gauges: ServiceGauges | None = None
     _monitor: asyncio.Task[None] | None = field(default=None)
     _stopping: bool = False
 
@@ -74,6 +76,8 @@ class App:
                 up, version = False, ""
                 if serving is not False:
                     _log.warning("containerd is not answering: %s", exc.message)
+            if self.gauges is not None:
+                self.gauges.containerd_up = up
             if up != serving and not self._stopping:
                 await self._set_all(
                     health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -98,11 +102,6 @@ class App:
         await self.server.stop(grace)
         await self.remover.drain(grace)
         await self.client.close()
-
-
-def _traced_services() -> filters.Condition[grpc.HandlerCallDetails]:
-    """Health checks and reflection are not worth a trace each."""
-    return filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection")))
 
 
 def server_options(limits: Limits) -> list[tuple[str, int]]:
@@ -141,17 +140,23 @@ def create_server(
     client = ContainerdClient.connect(
         containerd_address,
         interceptors=[
-            *(aio_client_interceptors(tracer_provider=tracer_provider) if tracing else []),
+            *([ContainerdTracing(tracer_provider, containerd_address)] if tracing else []),  # type: ignore[list-item]
             *containerd_interceptors,
         ],
     )
     tracer = tracer_provider.get_tracer(TRACER_NAME)
-    interceptors: list[Any] = []
-    if tracing:
-        interceptors.append(aio_server_interceptor(tracer_provider=tracer_provider, filter_=_traced_services()))
-    if measuring:
-        interceptors.append(RpcDurationInterceptor(meter_provider))
-    interceptors.append(RequestGuard(f"/{SERVICE_NAME}/", config.limits.max_message_bytes))
+    # One telemetry layer outermost (caller for the logs, server span, RPC duration; health and reflection are
+    # not traced), then the guard, whose refusals are logged and counted.
+    interceptors: list[Any] = [
+        ServerTelemetry(
+            tracer_provider if tracing else None, meter_provider if measuring else None, dup=dup_mode(os.environ)
+        ),
+        RequestGuard(
+            f"/{SERVICE_NAME}/",
+            config.limits.max_message_bytes,
+            on_reject=RequestRejections(meter_provider if measuring else None),
+        ),
+    ]
     server = grpc.aio.server(interceptors=interceptors, options=server_options(config.limits))
     policy = RemovalPolicy(
         allowed_namespaces=config.allowed_namespaces,
@@ -198,4 +203,5 @@ def create_server(
         remover=remover,
         drain_seconds=config.drain_seconds,
         unix_sockets=tuple(sockets),
+        gauges=ServiceGauges(meter_provider) if measuring else None,
     )

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
 
+from imageremoval.gen.containerd.events import image_pb2
 from imageremoval.gen.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 from imageremoval.gen.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from imageremoval.gen.containerd.services.events.v1 import events_pb2, events_pb2_grpc
@@ -23,7 +24,6 @@ from imageremoval.gen.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_g
 from imageremoval.gen.containerd.services.version.v1 import version_pb2_grpc
 from imageremoval.gen.containerd.types import descriptor_pb2
 from imageremoval.gen.containerd.types.task import task_pb2
-from imageremoval.gen.v1 import image_removal_pb2
 
 from .errors import (
     AlreadyExistsInContainerd,
@@ -33,11 +33,10 @@ from .errors import (
     NotFoundInContainerd,
 )
 from .model import ContainerRecord, ContentInfo, Descriptor, ImageRecord, TaskState
+from .telemetry import EVENT_TYPE_URL, TOPIC_DELETE, TOPIC_UNTAG
 
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
-TOPIC_UNTAG = "/imageremoval/untag"
-TOPIC_DELETE = "/imageremoval/delete"
 MAX_METADATA_BLOB = 4 * 1024 * 1024  # indexes, manifests and configs are small; refuse to buffer more
 _RUNNING_STATES = frozenset({task_pb2.Status.RUNNING, task_pb2.Status.PAUSED, task_pb2.Status.PAUSING})
 
@@ -294,15 +293,15 @@ class ContainerdClient:
     # Events
 
     async def publish_untag(self, namespace: str, image_id: str, name: str) -> None:
-        """Publish `/imageremoval/untag` with an imageremoval.v1.ImageUntagged payload."""
-        await self._publish(namespace, TOPIC_UNTAG, image_removal_pb2.ImageUntagged(image_id=image_id, name=name))
+        """Publish `/imageremoval/untag`: the name that is gone, as containerd's own ImageDelete."""
+        await self._publish(namespace, TOPIC_UNTAG, name)
 
     async def publish_delete(self, namespace: str, image_id: str) -> None:
-        """Publish `/imageremoval/delete` with an imageremoval.v1.ImageDeleted payload."""
-        await self._publish(namespace, TOPIC_DELETE, image_removal_pb2.ImageDeleted(image_id=image_id))
+        """Publish `/imageremoval/delete`: the image ID that is gone, as containerd's own ImageDelete."""
+        await self._publish(namespace, TOPIC_DELETE, image_id)
 
-    async def _publish(self, namespace: str, topic: str, payload: Any) -> None:
-        event = any_pb2.Any()
-        event.Pack(payload)
+    async def _publish(self, namespace: str, topic: str, name: str) -> None:
+        # The bare type name, as containerd's typeurl writes it: every containerd consumer decodes it.
+        event = any_pb2.Any(type_url=EVENT_TYPE_URL, value=image_pb2.ImageDelete(name=name).SerializeToString())
         request = events_pb2.PublishRequest(topic=topic, event=event)
         await self._call("events.publish", self._events.Publish, request, namespace)

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from .errors import InvalidArgument, Reason
+from .errors import InvalidArgument, Reason, RemovalError
 from .status import abort
 
 # gRPC itself refuses messages beyond this (RESOURCE_EXHAUSTED) before any handler sees them.
@@ -40,9 +40,12 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None, limit: int) -> Callab
 class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Parses our service's requests itself, so oversized or garbled bytes get a proper status."""
 
-    def __init__(self, service_prefix: str, limit: int) -> None:
+    def __init__(
+        self, service_prefix: str, limit: int, on_reject: Callable[[str, RemovalError], None] | None = None
+    ) -> None:
         self._prefix = service_prefix
         self._limit = limit
+        self._on_reject = on_reject  # logs and counts each refusal (metrics.RequestRejections)
 
     async def intercept_service(
         self,
@@ -54,10 +57,14 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None or handler.unary_unary is None or not method.startswith(self._prefix):
             return handler
         behavior = handler.unary_unary
+        on_reject = self._on_reject
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if isinstance(request, _Rejected):
-                await abort(context, InvalidArgument(request.reason, request.message))
+                error = InvalidArgument(request.reason, request.message)
+                if on_reject is not None:
+                    on_reject(method, error)
+                await abort(context, error)
             return await behavior(request, context)  # type: ignore[arg-type]
 
         return grpc.unary_unary_rpc_method_handler(

@@ -1,43 +1,52 @@
-"""Removal metrics and the per-RPC duration: every outcome counted, not only successful deletes."""
+"""Removal metrics, refused requests, build info and containerd's reachability: every outcome counted."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+import logging
+import platform
+from collections.abc import Iterable
 
 import grpc
-from opentelemetry.metrics import MeterProvider
+from opentelemetry import trace
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 from . import telemetry as t
 from .errors import ImageConflict, RemovalError
+from .observability import service_version
+
+_log = logging.getLogger(__name__)
+
+
+def meter(provider: MeterProvider) -> Meter:
+    """Our meter, with version and schema: no empty otel_scope_* labels on the Prometheus endpoint."""
+    return provider.get_meter(t.METER_NAME, service_version(), schema_url=t.SCHEMA_URL)
 
 
 class RemovalMetrics:
     """The instruments the removal records into; built once from the meter provider passed in."""
 
     def __init__(self, provider: MeterProvider) -> None:
-        meter = provider.get_meter(t.METER_NAME)
-        self._duration = meter.create_histogram(
+        meter_ = meter(provider)
+        self._duration = meter_.create_histogram(
             t.METRIC_REMOVAL_DURATION,
             unit="s",
             description="Duration of image removals by action and outcome",
         )
-        self._removals = meter.create_counter(
+        self._removals = meter_.create_counter(
             t.METRIC_REMOVALS,
             unit="{removal}",
             description="Removal calls by action, outcome and error reason",
         )
-        self._deleted = meter.create_counter(
+        self._deleted = meter_.create_counter(
             t.METRIC_IMAGES_DELETED, unit="{image}", description="Images (and platform manifests) deleted"
         )
-        self._untagged = meter.create_counter(
+        self._untagged = meter_.create_counter(
             t.METRIC_REFERENCES_UNTAGGED, unit="{reference}", description="Image references (names) removed"
         )
-        self._reclaimed = meter.create_counter(
+        self._reclaimed = meter_.create_counter(
             t.METRIC_BYTES_RECLAIMED, unit="By", description="Bytes of content freed by garbage collection"
         )
-        self._conflicts = meter.create_counter(
+        self._conflicts = meter_.create_counter(
             t.METRIC_CONFLICTS, unit="{conflict}", description="Removals refused because of a conflict"
         )
 
@@ -85,49 +94,57 @@ class RemovalMetrics:
             self._reclaimed.add(size, {t.ATTR_METRIC_NAMESPACE: namespace})
 
 
-class RpcDurationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """`rpc.server.duration` (ms) with rpc.system, rpc.service, rpc.method and rpc.grpc.status_code."""
+class RequestRejections:
+    """Requests the guard refused before any service saw them: a log line, a count and a span event each."""
+
+    def __init__(self, provider: MeterProvider | None) -> None:
+        self._counter = (
+            meter(provider).create_counter(
+                t.METRIC_REJECTED, unit="{request}", description="Requests refused as malformed or too large"
+            )
+            if provider is not None
+            else None
+        )
+
+    def __call__(self, method: str, error: RemovalError) -> None:
+        method = method.lstrip("/")
+        span = trace.get_current_span()
+        if span.is_recording():
+            metadata = {f"imageremoval.error.{k}": v for k, v in error.metadata.items()}
+            span.add_event(t.EVENT_REFUSED, {t.ATTR_REASON: error.reason.value, **metadata})
+            span.set_attribute(t.ATTR_REASON, error.reason.value)
+        if self._counter is not None:
+            self._counter.add(1, {t.RPC_METHOD: method, t.ATTR_METRIC_REASON: error.reason.value})
+        _log.info(
+            "request refused: %s",
+            error.message,
+            extra={"outcome": error.kind.value.lower(), "reason": error.reason.value, t.LOG_RPC_METHOD: method},
+        )
+
+
+class ServiceGauges:
+    """imageremoval.build.info (always 1, labels name the build) and imageremoval.containerd.up."""
 
     def __init__(self, provider: MeterProvider) -> None:
-        meter = provider.get_meter(t.METER_NAME)
-        self._histogram = meter.create_histogram(
-            t.METRIC_RPC_DURATION, unit="ms", description="Duration of inbound RPCs"
+        self.containerd_up: bool | None = None
+        meter_ = meter(provider)
+        labels = {
+            t.ATTR_METRIC_VERSION: service_version(),
+            "python": platform.python_version(),
+            "grpc": grpc.__version__,
+        }
+        meter_.create_observable_gauge(
+            t.METRIC_BUILD_INFO,
+            callbacks=[lambda _options: [Observation(1, labels)]],
+            description="Which build runs: version, Python and gRPC",
+        )
+        meter_.create_observable_gauge(
+            t.METRIC_CONTAINERD_UP,
+            callbacks=[self._up],
+            description="1 while containerd answers the health probe, else 0",
         )
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        method_path = handler_call_details.method or ""
-        if handler is None or handler.unary_unary is None or method_path.startswith("/grpc."):
-            return handler
-        service, _, method = method_path.lstrip("/").partition("/")
-        behavior = handler.unary_unary
-        histogram = self._histogram
-
-        async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            start = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                return await behavior(request, context)  # type: ignore[arg-type]
-            except BaseException:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            finally:
-                histogram.record(
-                    (time.perf_counter() - start) * 1000,
-                    {
-                        "rpc.system": "grpc",
-                        "rpc.service": service,
-                        "rpc.method": method,
-                        "rpc.grpc.status_code": code.value[0],
-                    },
-                )
-
-        return grpc.unary_unary_rpc_method_handler(
-            timed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    def _up(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self.containerd_up is None:
+            return []
+        return [Observation(1 if self.containerd_up else 0)]

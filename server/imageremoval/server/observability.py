@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor, SpanExporter
 
@@ -28,6 +29,14 @@ DEFAULT_SERVICE_NAME = "imageremoval"
 # Removal latencies span a metadata transaction (milliseconds) to a large garbage collection (seconds).
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MILLISECONDS_BUCKETS = tuple(b * 1000 for b in SECONDS_BUCKETS)
+
+
+def service_version() -> str:
+    """The installed distribution's version (service.version, build info, meter version)."""
+    try:
+        return importlib.metadata.version("imageremoval")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 class TelemetryConfigError(ValueError):
@@ -133,6 +142,10 @@ def views() -> list[View]:
         ),
         View(
             instrument_name=t.METRIC_RPC_DURATION,
+            aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS),
+        ),
+        View(
+            instrument_name=t.METRIC_OLD_RPC_DURATION,
             aggregation=ExplicitBucketHistogramAggregation(MILLISECONDS_BUCKETS),
         ),
     ]
@@ -149,6 +162,8 @@ def telemetry_from_env(
     attributes: dict[str, str] = {}
     if not env.get("OTEL_SERVICE_NAME"):
         attributes[SERVICE_NAME] = DEFAULT_SERVICE_NAME
+    if f"{SERVICE_VERSION}=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        attributes[SERVICE_VERSION] = service_version()
     resource = Resource.create(attributes)  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are read here
     span_exporters = _exporters(env, "OTEL_TRACES_EXPORTER")
     tracer_provider: trace.TracerProvider = (
@@ -164,15 +179,12 @@ def telemetry_from_env(
     readers.extend(extra_readers or [])
     closers: list[Any] = []
     if metrics_listen is not None:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-        from prometheus_client import CollectorRegistry, start_http_server
+        from .scrape import serve_metrics
 
-        registry = CollectorRegistry(auto_describe=True)
-        readers.append(PrometheusMetricReader(registry=registry))
-        host, port = metrics_listen
-        server, _thread = start_http_server(port, addr=host, registry=registry)
-        closers.append(server.shutdown)
-        _log.info("serving Prometheus metrics on http://%s:%d/metrics", host, server.server_port)
+        reader, stop, bound = serve_metrics(*metrics_listen)
+        readers.append(reader)
+        closers.append(stop)
+        _log.info("serving Prometheus metrics on http://%s:%d/metrics", metrics_listen[0], bound)
     meter_provider: metrics.MeterProvider = (
         MeterProvider(resource=resource, metric_readers=readers, views=views())
         if readers

@@ -29,6 +29,7 @@ from .errors import (
     RemovalIncomplete,
 )
 from .events import EventPublisher
+from .logs import removal_fields
 from .metrics import RemovalMetrics
 from .model import (
     LABEL_GC_CONTENT_PREFIX,
@@ -173,7 +174,11 @@ class ImageRemover:
             if self._metrics is not None:
                 self._metrics.removal(action=progress.action, seconds=seconds, error=None, cancelled=True)
             what = "after changes" if progress.committed else "before any change"
-            _log.info("removal cancelled %s", what, extra=_log_fields(request, t.OUTCOME_CANCELLED, seconds))
+            _log.info(
+                "removal cancelled %s",
+                what,
+                extra=_log_fields(request, t.OUTCOME_CANCELLED, seconds, items=progress.items),
+            )
             raise
         except Exception as exc:
             _log.exception("removal failed unexpectedly", extra=_log_fields(request, "internal", 0))
@@ -194,7 +199,7 @@ class ImageRemover:
             request.reference[:256],
             len(items) - deleted,
             deleted,
-            extra=_log_fields(request, outcome, seconds, items=len(items)),
+            extra=_log_fields(request, outcome, seconds, items=items),
         )
         return items
 
@@ -212,7 +217,7 @@ class ImageRemover:
         _log.info(
             "removal refused: %s",
             error.message,
-            extra=_log_fields(request, outcome, seconds, reason=error.reason.value, items=len(progress.items)),
+            extra=_log_fields(request, outcome, seconds, reason=error.reason.value, items=progress.items),
         )
 
     def _checkpoint(self, request: RemovalRequest, progress: _Progress) -> None:
@@ -649,14 +654,7 @@ def _settled(task: asyncio.Task[Any]) -> None:
 
 
 def _log_fields(
-    request: RemovalRequest, outcome: str, seconds: float, *, reason: str = "", items: int = 0
+    request: RemovalRequest, outcome: str, seconds: float, *, reason: str = "", items: Sequence[Item] = ()
 ) -> dict[str, object]:
-    """The structured fields of a removal's log line; user input is clipped."""
-    return {
-        "namespace": request.namespace[:80],
-        "reference": request.reference[:256],
-        "outcome": outcome,
-        "reason": reason,
-        "items": items,
-        "duration_ms": round(seconds * 1000, 3),
-    }
+    """The structured fields of a removal's log line (names and IDs removed included); user input is clipped."""
+    return removal_fields(request.namespace, request.reference, outcome, seconds, reason=reason, items=items)
