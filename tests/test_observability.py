@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent import futures
@@ -32,7 +34,7 @@ from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server import telemetry as t
 from imageremoval.server.config import ServerConfig
 from imageremoval.server.daemon import PrivateContainerd
-from imageremoval.server.observability import telemetry_from_env
+from imageremoval.server.observability import service_version, telemetry_from_env
 
 from .conftest import ServerThread
 from .support.images import file_layer, manifest
@@ -253,9 +255,51 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_prometheus_endpoint_serves_the_documented_metrics(
-    containerd: PrivateContainerd, store: Store, ns: str
-) -> None:
+def _scrape(port: int, path: str = "/metrics", accept: str = "text/plain") -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return int(reply.status), reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), ""
+
+
+def _families(body: str) -> dict[str, tuple[str, list[dict[str, str]]]]:
+    """Family name -> (type, the label sets of its samples), from the text exposition format."""
+    types: dict[str, str] = {}
+    samples: dict[str, list[dict[str, str]]] = {}
+    for line in body.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            types[name] = kind
+            samples.setdefault(name, [])
+        elif line and not line.startswith("#"):
+            name, _, rest = line.partition("{")
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest.rpartition("}")[0])) if rest else {}
+            family = next(
+                (f for f in (name, re.sub(r"_(bucket|sum|count|created)$", "", name)) if f in types), name.split(" ")[0]
+            )
+            samples.setdefault(family, []).append(labels)
+    return {name: (types.get(name, ""), rows) for name, rows in samples.items()}
+
+
+def _call_raw(port: int, payload: bytes) -> grpc.StatusCode:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(f"/{t_service()}/RemoveImage", None, None)
+        try:
+            call(payload, timeout=10)
+        except grpc.RpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+def t_service() -> str:
+    return "imageremoval.v1.ImageRemovalService"
+
+
+@pytest.fixture
+def scraped(containerd: PrivateContainerd, store: Store, ns: str) -> Iterator[tuple[int, str]]:
+    """A server with the Prometheus endpoint after a removal, a refusal and a garbled request: (port, body)."""
     port = _free_port()
     telemetry = telemetry_from_env({}, metrics_listen=("127.0.0.1", port))
     thread = ServerThread(
@@ -268,29 +312,103 @@ def test_prometheus_endpoint_serves_the_documented_metrics(
         store.put(ns, ["docker.io/library/prom:latest"], manifest((file_layer("p", b"prom"),), note="prom"))
         assert isinstance(_remove(thread.port, "prom", ns), pb.RemoveImageResponse)
         _remove(thread.port, "prom", ns)
-        time.sleep(0.5)  # bytes reclaimed are counted just after the call
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        two = store.put(ns, ["docker.io/library/p1:1", "docker.io/library/p2:1"], manifest((file_layer("q", b"q"),)))
+        conflict = _remove(thread.port, two, ns)  # by ID, two repositories, no force: a conflict
+        assert isinstance(conflict, grpc.RpcError) and conflict.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert _call_raw(thread.port, b"\xff\xff\xff") == grpc.StatusCode.INVALID_ARGUMENT
+        time.sleep(2.5)  # bytes reclaimed are counted just after the call; containerd's health probe has run
+        status, body = _scrape(port)
+        assert status == 200
+        yield port, body
     finally:
         thread.stop()
         telemetry.shutdown()
-    names = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
-    assert {
-        "imageremoval_removal_duration_seconds_bucket",
-        "imageremoval_removals_total",
-        "imageremoval_images_deleted_total",
-        "imageremoval_references_untagged_total",
-        "imageremoval_reclaimed_bytes_total",
-        "rpc_server_duration_milliseconds_bucket",
-    } <= names
-    refused = [
-        line
-        for line in body.splitlines()
-        if line.startswith("imageremoval_removals_total{")
-        and all(f'{k}="{v}"' in line for k, v in {"outcome": "not_found", "reason": "IMAGE_NOT_FOUND"}.items())
-    ]
-    assert refused and float(refused[0].rsplit(" ", 1)[1]) == 1
-    reclaimed = [line for line in body.splitlines() if line.startswith("imageremoval_reclaimed_bytes_total{")]
-    assert reclaimed and float(reclaimed[0].rsplit(" ", 1)[1]) > 0
+
+
+def test_the_scrape_matches_the_metric_list_in_telemetry(scraped: tuple[int, str]) -> None:
+    _, body = scraped
+    families = _families(body)
+    for spec in (m for m in t.METRICS if m.exported == "always"):
+        assert spec.prometheus in families, f"{spec.prometheus} missing from the scrape"
+        kind, rows = families[spec.prometheus]
+        assert kind == spec.kind, (spec.prometheus, kind)
+        # Base units, spelled in the name (Prometheus's rule); counts carry no unit.
+        assert (
+            (f"_{spec.unit}" in spec.prometheus)
+            if spec.unit
+            else not spec.prometheus.endswith(("_milliseconds", "_ms"))
+        )
+        for labels in rows:
+            own = {k for k in labels if not k.startswith("otel_scope_") and k not in {"le", "service_instance_id"}}
+            if spec.prometheus == "target_info":
+                assert set(spec.labels) <= own
+                continue
+            assert set(spec.labels) <= own <= set(spec.labels) | set(spec.optional), (spec.prometheus, own)
+    assert not [m for m in t.METRICS if m.exported == "dup" and m.prometheus in families]
+    assert "milliseconds" not in body
+    assert not re.search(r'otel_scope_\w+=""', body), "empty scope labels"
+
+
+def test_every_outcome_is_on_the_endpoint_guard_refusals_included(scraped: tuple[int, str]) -> None:
+    _, body = scraped
+
+    def value(family: str, **labels: str) -> float:
+        found = [
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith((family + "{", family + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items())
+        ]
+        assert found, (family, labels)
+        return sum(found)
+
+    assert value("imageremoval_removals_total", outcome="success", reason="") == 1
+    assert value("imageremoval_removals_total", outcome="not_found", reason="IMAGE_NOT_FOUND") == 1
+    assert value("imageremoval_conflicts_total", conflict="MULTIPLE_REFERENCES", forceable="true") == 1
+    assert value("imageremoval_requests_rejected_total", reason="MALFORMED_REQUEST") == 1
+    method = f"{t_service()}/RemoveImage"
+    for code in ("OK", "NOT_FOUND", "INVALID_ARGUMENT"):
+        assert value("rpc_server_call_duration_seconds_count", rpc_method=method, rpc_response_status_code=code) == 1
+    assert value("imageremoval_reclaimed_bytes_total") > 0
+    assert value("imageremoval_build_info", version=service_version()) == 1
+    assert value("target_info", service_version=service_version()) == 1
+    assert value("imageremoval_containerd_up") == 1
+    assert value("process_resident_memory_bytes") > 0
+
+
+def test_the_metrics_port_answers_404_off_its_path(scraped: tuple[int, str]) -> None:
+    port, _ = scraped
+    assert _scrape(port, "/")[0] == 404
+    assert _scrape(port, "/anything")[0] == 404
+    assert _scrape(port, "/metrics/extra")[0] == 404
+    status, body = _scrape(port, accept="application/openmetrics-text; version=1.0.0")
+    assert status == 200 and "# UNIT rpc_server_call_duration_seconds seconds" in body
+
+
+def test_the_stability_opt_in_dup_adds_the_deprecated_rpc_names(
+    containerd: PrivateContainerd, monkeypatch: pytest.MonkeyPatch, ns: str
+) -> None:
+    monkeypatch.setenv(t.SEMCONV_OPT_IN, "http," + t.SEMCONV_DUP)
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    thread = ServerThread(
+        ServerConfig(listen="127.0.0.1:0"),
+        containerd.address,
+        provider,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    try:
+        _remove(thread.port, "not-here", ns)
+    finally:
+        thread.stop()
+    old = _points(reader, t.METRIC_OLD_RPC_DURATION)
+    assert old and dict(old[0].attributes)[t.OLD_RPC_STATUS] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert _points(reader, t.METRIC_RPC_DURATION)
+    root = next(s for s in _ours(spans) if s.kind is SpanKind.SERVER)
+    attributes = dict(root.attributes or {})
+    assert attributes[t.OLD_RPC_SYSTEM] == "grpc" and attributes[t.OLD_RPC_SERVICE] == t_service()
+    assert attributes[t.OLD_RPC_STATUS] == 5 and attributes[t.RPC_STATUS] == "NOT_FOUND"
 
 
 class _Receiver(trace_service_pb2_grpc.TraceServiceServicer):
