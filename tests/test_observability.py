@@ -180,6 +180,8 @@ def test_a_refused_removal_records_the_rule_that_refused_it(
     assert dict(root.events[0].attributes or {})[t.ATTR_REASON] == "IMAGE_NOT_FOUND"
     resolve = next(s for s in ours if s.name == t.SPAN_RESOLVE)
     assert resolve.status.status_code is StatusCode.ERROR
+    assert resolve.status.description and "No such image" in resolve.status.description
+    assert [e.name for s in ours for e in s.events if e.name == "exception"] == [], "traceback events"
 
 
 def test_a_failed_removal_is_an_error_span(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from . import telemetry as t
 from .errors import ImageConflict, RemovalError
 from .observability import service_version
 
-_log = logging.getLogger(__name__)
+_guard_log = logging.getLogger("imageremoval.server.guard")  # the guard refused: log it under its name
 
 
 def meter(provider: MeterProvider) -> Meter:
@@ -115,7 +115,7 @@ class RequestRejections:
             span.set_attribute(t.ATTR_REASON, error.reason.value)
         if self._counter is not None:
             self._counter.add(1, {t.RPC_METHOD: method, t.ATTR_METRIC_REASON: error.reason.value})
-        _log.info(
+        _guard_log.info(
             "request refused: %s",
             error.message,
             extra={"outcome": error.kind.value.lower(), "reason": error.reason.value, t.LOG_RPC_METHOD: method},

@@ -87,7 +87,7 @@ def one_line(span: ReadableSpan) -> str:
     attributes = " ".join(
         f"{k.removeprefix('imageremoval.')}={v!s}"
         for k, v in (span.attributes or {}).items()
-        if k.startswith(("imageremoval.", "rpc.grpc.status_code"))
+        if k.startswith(("imageremoval.", t.RPC_STATUS, t.ERROR_TYPE))
     )
     return (
         f"trace={context.trace_id:032x} span={context.span_id:016x} "

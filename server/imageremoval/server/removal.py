@@ -149,7 +149,9 @@ class ImageRemover:
 
     @contextlib.contextmanager
     def _phase(self, name: str, request: RemovalRequest) -> Iterator[trace.Span]:
-        with self._tracer.start_as_current_span(name) as span:
+        # A refusal is an answer: the phase turns ERROR with the message, without a traceback event (bugs are
+        # logged with theirs by _observed).
+        with self._tracer.start_as_current_span(name, record_exception=False) as span:
             span.set_attribute(t.ATTR_NAMESPACE, request.namespace)
             span.set_attribute(t.ATTR_REFERENCE, request.reference[:256])
             yield span
