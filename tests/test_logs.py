@@ -14,12 +14,14 @@ from typing import Any
 
 import grpc
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server import telemetry as t
-from imageremoval.server.config import ServerConfig, TlsConfig
+from imageremoval.server.config import Limits, ServerConfig, TlsConfig
 from imageremoval.server.daemon import PrivateContainerd
 from imageremoval.server.logs import CALLER, Caller, ContextFilter, JsonLines, TextLines
 from imageremoval.server.rpc_telemetry import ServerTelemetry
@@ -124,6 +126,39 @@ def test_every_refusal_has_its_line_guard_refusals_included(
     assert len(guard) == 1 and guard[0]["outcome"] == "invalid_argument"
     assert guard[0][t.LOG_RPC_METHOD] == f"{SERVICE}/RemoveImage" and guard[0][t.LOG_PEER].startswith("ipv4:")
     assert re.fullmatch(r"[0-9a-f]{32}", refused[t.LOG_TRACE_ID])  # this server traces
+
+
+def test_an_oversized_request_is_refused_logged_and_counted(
+    containerd: PrivateContainerd, captured: tuple[io.StringIO, io.StringIO]
+) -> None:
+    reader = InMemoryMetricReader()
+    limits = Limits(max_message_bytes=64 * 1024)
+    thread = ServerThread(
+        ServerConfig(listen="127.0.0.1:0", limits=limits),
+        containerd.address,
+        TracerProvider(),
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    try:
+        request = pb.RemoveImageRequest(image="x" * (128 * 1024), namespace="default").SerializeToString()
+        with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel, pytest.raises(grpc.RpcError) as refused:
+            channel.unary_unary(f"/{SERVICE}/RemoveImage", None, None)(request, timeout=10)
+    finally:
+        thread.stop()
+    assert refused.value.code() in {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    lines = [r for r in _records(captured[0]) if r.get("reason") == "REQUEST_TOO_LARGE"]
+    assert len(lines) == 1 and lines[0][t.LOG_PEER].startswith("ipv4:127.0.0.1:")
+    data = reader.get_metrics_data()
+    assert data is not None
+    counted: list[tuple[dict[str, Any], Any]] = [
+        (dict(p.attributes or {}), getattr(p, "value", None))
+        for r in data.resource_metrics
+        for sm in r.scope_metrics
+        for m in sm.metrics
+        if m.name == t.METRIC_REJECTED
+        for p in m.data.data_points
+    ]
+    assert counted == [({t.RPC_METHOD: f"{SERVICE}/RemoveImage", "reason": "REQUEST_TOO_LARGE"}, 1)]
 
 
 def test_a_line_outside_any_trace_has_no_empty_trace_keys() -> None:
