@@ -14,6 +14,7 @@ from opentelemetry import trace
 from . import telemetry as t
 from .containerd import CALL_DEADLINE, ContainerdClient
 from .errors import RemovalError
+from .logs import CALLER
 from .model import Item, ItemKind
 
 _log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class EventPublisher:
     async def _run(self) -> None:
         """Publish until the queue is empty, then end (the next publish starts a new worker)."""
         CALL_DEADLINE.set(None)
+        CALLER.set(None)  # the worker serves every removal: its log lines name no single caller
         while not self._queue.empty():
             batch = self._queue.get_nowait()
             try:
