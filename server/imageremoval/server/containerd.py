@@ -32,12 +32,17 @@ from .errors import (
     DeadlineExceeded,
     NotFoundInContainerd,
 )
-from .model import ContainerRecord, ContentInfo, Descriptor, ImageRecord, TaskState
+from .model import ContainerRecord, ContentInfo, Descriptor, ImageRecord, SnapshotInfo, SnapshotKind, TaskState
 from .telemetry import EVENT_TYPE_URL, TOPIC_DELETE, TOPIC_UNTAG
 
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
 MAX_METADATA_BLOB = 4 * 1024 * 1024  # indexes, manifests and configs are small; refuse to buffer more
+_SNAPSHOT_KINDS = {
+    snapshots_pb2.Kind.ACTIVE: SnapshotKind.ACTIVE,
+    snapshots_pb2.Kind.VIEW: SnapshotKind.VIEW,
+    snapshots_pb2.Kind.COMMITTED: SnapshotKind.COMMITTED,
+}
 _RUNNING_STATES = frozenset({task_pb2.Status.RUNNING, task_pb2.Status.PAUSED, task_pb2.Status.PAUSING})
 
 # The caller's deadline (time.monotonic()), set by the remover for the calls of one request; None: no bound.
@@ -268,6 +273,23 @@ class ContainerdClient:
             )
             async for reply in stream:
                 found.update({info.name: info.parent for info in reply.info})
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, "snapshots.list") from None
+        return found
+
+    async def list_snapshots(self, namespace: str, snapshotter: str) -> list[SnapshotInfo]:
+        """Every snapshot of one snapshotter in the namespace (an unknown kind counts as active: mounted)."""
+        request = snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter)
+        found: list[SnapshotInfo] = []
+        try:
+            stream = self._snapshots.List(
+                request, metadata=self._metadata(namespace), timeout=self._timeout_for("snapshots.list")
+            )
+            async for reply in stream:
+                found.extend(
+                    SnapshotInfo(info.name, info.parent, _SNAPSHOT_KINDS.get(info.kind, SnapshotKind.ACTIVE))
+                    for info in reply.info
+                )
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, "snapshots.list") from None
         return found

@@ -61,6 +61,23 @@ class ContainerRecord:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+class SnapshotKind(enum.Enum):
+    """A snapshot's kind: committed ones are layers (or init layers); active and view ones are mounted."""
+
+    ACTIVE = "active"  # a writable root filesystem (a container's, or a build step's)
+    VIEW = "view"  # a read-only mount of a committed snapshot
+    COMMITTED = "committed"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """One snapshot of a snapshotter: its key (or committed name), its parent and its kind."""
+
+    name: str
+    parent: str
+    kind: SnapshotKind
+
+
 class TaskState(enum.Enum):
     """Whether a container's task would make the image's removal a hard conflict."""
 

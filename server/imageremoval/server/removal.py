@@ -317,7 +317,7 @@ class ImageRemover:
         containers: asyncio.Task[ContainerUsers],
     ) -> None:
         namespace = request.namespace
-        walking = asyncio.create_task(self._walk(request, resolution, containers))
+        walking = asyncio.create_task(self._walk(request, resolution))
         checking = asyncio.create_task(self._check(request, resolution, decision, walking, containers))
         try:
             content = await walking
@@ -359,12 +359,15 @@ class ImageRemover:
             self._same_records(resolution, current, decision.records, exact=True)
             children = [r for r in current if r.labels.get(LABEL_PARENT) == resolution.image_id]
             named = [r for r in decision.records if not is_dangling(r.name)]
-            # The last names of an image others build on: its content stays as a dangling record (kept if it
-            # exists), and so do its parents, which are then not pruned.
-            keep_dangling = bool(children and named)
+            # The last names, given by name, of an image others build on: its content stays as a dangling
+            # record (kept if it exists), and so do its parents, which are then not pruned. Nothing is
+            # reported deleted, since a record remains. By ID the image goes, as with Docker.
+            keep_dangling = bool(children and named) and decision.by_name is not None
             doomed = named if keep_dangling else list(decision.records)
             if keep_dangling:
                 parents = []
+                progress.action = t.ACTION_UNTAG
+                span.set_attribute(t.ATTR_ACTION, t.ACTION_UNTAG)
             self._commit(request, progress)
             if keep_dangling:
                 await self._create_dangling(namespace, named[0], progress)
@@ -373,7 +376,8 @@ class ImageRemover:
                 sync = wait_last and position == len(doomed) - 1
                 if await self._delete_record(request, record, sync=sync) and not is_dangling(record.name):
                     progress.items.append(Item(ItemKind.UNTAGGED, familiar_name(record.name), record.image_id))
-            progress.items.append(Item(ItemKind.DELETED, resolution.image_id, resolution.image_id))
+            if not keep_dangling:
+                progress.items.append(Item(ItemKind.DELETED, resolution.image_id, resolution.image_id))
         if parents:
             with self._phase(t.SPAN_PRUNE_PARENTS, request) as span:
                 pruning = time.perf_counter()
@@ -386,15 +390,10 @@ class ImageRemover:
                 released = await self._release_snapshots(namespace, content)
                 span.set_attribute(t.ATTR_CONFIGS_RELEASED, released)
 
-    async def _walk(
-        self, request: RemovalRequest, resolution: Resolution, containers: asyncio.Task[ContainerUsers] | None
-    ) -> ImageContent:
-        """The image's present content; skipped when nothing would use it (no container to match by lineage,
-        and no collection to wait for before releasing snapshots)."""
+    async def _walk(self, request: RemovalRequest, resolution: Resolution) -> ImageContent:
+        """The image's present content. Never skipped: a stopped dockerd container has no container record,
+        only snapshots above the image's layers, which the walk's chain IDs find."""
         with self._phase(t.SPAN_WALK, request) as span:
-            if containers is not None and request.async_gc and not (await containers).containers:
-                span.set_attribute(t.ATTR_BLOBS_WALKED, 0)
-                return ImageContent(walked=False)
             content = await walk_present(self._client, request.namespace, resolution.all[0].target)
             span.set_attribute(t.ATTR_IMAGE_ID, resolution.image_id)
             span.set_attribute(t.ATTR_BLOBS_WALKED, content.blob_count)
@@ -488,11 +487,7 @@ class ImageRemover:
             parent = Resolution(
                 image_id=parent_id, found=None, all=tuple(records), named=None, display=short_id(parent_id)
             )
-            content = (
-                await walk_present(self._client, request.namespace, records[0].target)
-                if users.containers
-                else ImageContent()
-            )
+            content = await walk_present(self._client, request.namespace, records[0].target)
             if await users.users(parent_id, {r.name for r in records}, content):
                 break  # a container uses it: quietly keep it
             parents.append(parent)
@@ -575,7 +570,7 @@ class ImageRemover:
         containers: asyncio.Task[ContainerUsers],
     ) -> None:
         self._policy.check_protected(resolution.all, force=request.force, display=resolution.display)
-        content = await self._walk(request, resolution, None)
+        content = await self._walk(request, resolution)
         if content.index is None:
             raise InvalidArgument(
                 Reason.INVALID_PLATFORM,

@@ -50,15 +50,9 @@ async def _by_id(
     )
     if not candidates:
         raise ImageNotFound(display(reference))
-    exact = [c for c in candidates if c.name == reference.lookalike_name]
-    if exact:
-        # A name that merely looks like an ID wins over a prefix match.
-        found = exact[0]
-        digest = found.target.digest
-        if digest.removeprefix("sha256:").startswith(reference.hex):
-            return digest, found, None, None
-        return digest, found, NameReference(found.name.rsplit(":", 1)[0], "latest", None), None
     targets = sorted({c.target.digest for c in candidates})
+    # A name that looks like an ID and points elsewhere than the images the prefix matches is as ambiguous
+    # as two images matching the prefix (moby's resolveAllReferences); only alone does the name decide.
     if len(targets) > 1:
         shown = display(reference)
         raise InvalidArgument(
@@ -66,6 +60,13 @@ async def _by_id(
             f"ambiguous reference: {reference.text} matches {len(targets)} images",
             {"reference": shown, "candidates": ",".join(short_id(d) for d in targets[:10])},
         )
+    exact = [c for c in candidates if c.name == reference.lookalike_name]
+    if exact:
+        found = exact[0]
+        digest = found.target.digest
+        if digest.removeprefix("sha256:").startswith(reference.hex):
+            return digest, found, None, None
+        return digest, found, NameReference(found.name.rsplit(":", 1)[0], "latest", None), None
     # The prefix filter matched every record whose target starts with the prefix: with one target, that is
     # every record of the image, so no second scan of the namespace is needed.
     return targets[0], None, None, candidates

@@ -1,29 +1,72 @@
-"""Which containers use an image: by their root filesystem's lineage, falling back to their image name."""
+"""Which containers use an image: decided from the snapshots mounted above its layers, never from a name."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections import defaultdict
 from collections.abc import Collection, Iterable
 
 from .containerd import ContainerdClient, quote
-from .errors import RemovalError
-from .model import ContainerRecord, TaskState
+from .errors import NotFoundInContainerd, RemovalError
+from .model import LABEL_GC_SNAPSHOT_PREFIX, ContainerRecord, SnapshotInfo, SnapshotKind, TaskState
 from .walk import ImageContent
 
 _log = logging.getLogger(__name__)
 _NAME_FILTER_CHUNK = 64
 DEFAULT_SNAPSHOTTER = "overlayfs"
+# Unpacking commits each layer under its chain ID; other committed names (dockerd's `<id>-init`) are not layers.
+_LAYER_SNAPSHOT = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class SnapshotForest:
+    """One snapshotter's snapshots of a namespace, as parent -> children, read with one List."""
+
+    def __init__(self, snapshots: Iterable[SnapshotInfo]) -> None:
+        self._kinds: dict[str, SnapshotKind] = {}
+        self._children: dict[str, list[str]] = defaultdict(list)
+        for snapshot in snapshots:
+            self._kinds[snapshot.name] = snapshot.kind
+            if snapshot.parent:
+                self._children[snapshot.parent].append(snapshot.name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._kinds
+
+    def mounted_above(self, chains: Iterable[str]) -> list[str]:
+        """Active and view snapshots on these layer stacks, through committed non-layer snapshots between.
+
+        dockerd lays a container out as `<id>` (active) on `<id>-init` (committed) on the image's chain ID;
+        containerd's own containers and build steps put an active snapshot straight on it. A committed
+        snapshot named by a chain ID is another image's layer: a container above it uses that image, not this.
+        """
+        found: list[str] = []
+        seen = set(chains)
+        frontier = list(seen)
+        while frontier:
+            for child in self._children.get(frontier.pop(), ()):
+                if child in seen:
+                    continue
+                seen.add(child)
+                if self._kinds[child] is not SnapshotKind.COMMITTED:
+                    found.append(child)
+                elif not _LAYER_SNAPSHOT.fullmatch(child):
+                    frontier.append(child)
+        return sorted(found)
 
 
 class ContainerUsers:
-    """The namespace's containers, listed once per removal, and what each one runs on.
+    """Which containers (running or stopped) use an image, for one namespace; everything read once and cached.
 
-    A container created from an image sits on a snapshot whose parent is the chain ID of that image's layers.
-    That lineage does not change when the image's name is re-pointed or removed, unlike the name the container
-    records, so it decides; the name decides only for containers without a snapshot, or when the snapshotter
-    cannot be asked. (Two images with identical layers share a chain ID: a container on it counts as using
-    both, which errs on the side of keeping content.)
+    The rule: a container uses an image when a mounted (active or view) snapshot sits above the chain ID of
+    the image's layers, directly or through committed snapshots that are not layers. That lineage does not
+    change when names are re-pointed or removed. It sees containerd's own containers (their record's
+    snapshot key), dockerd's running and stopped containers (a snapshot keyed by the container ID, held by a
+    lease of that name; a stopped one has no container record at all) and build steps. Only a container
+    record whose root filesystem no snapshotter shows (no snapshot key, and no snapshot named by its ID), or
+    whose snapshotter cannot be asked, is matched by the image name it records. Two images with identical
+    layers share a chain ID: a container on it counts as using both, the side that keeps content.
     """
 
     def __init__(self, client: ContainerdClient, namespace: str, containers: list[ContainerRecord]) -> None:
@@ -32,6 +75,8 @@ class ContainerUsers:
         self.containers = containers
         self._states: dict[str, TaskState] | None = None
         self._name_targets: dict[str, str] = {}
+        self._forests: dict[str, asyncio.Task[SnapshotForest | None]] = {}
+        self._config_snapshotters: dict[str, frozenset[str]] = {}
 
     @classmethod
     async def load(cls, client: ContainerdClient, namespace: str) -> ContainerUsers:
@@ -45,35 +90,80 @@ class ContainerUsers:
         *,
         manifests: Collection[str] | None = None,
     ) -> list[tuple[str, TaskState]]:
-        """(container ID, state) of the image's users, running ones first; `manifests` narrows to platforms."""
-        if not self.containers:
-            return []
+        """(container ID, state) of the image's users, running ones first; `manifests` narrows to platforms.
+
+        `names` (the image's record names) serve only the fallback for containers whose root filesystem
+        cannot be seen. `content` is the image's walked content: its configs give the layers' chain IDs.
+        """
         chains = await content.chain_ids(self._client, self._namespace)
         chain_set = {c for m, c in chains.items() if manifests is None or m in manifests}
-        by_lineage = [c for c in self.containers if c.snapshot_key and chain_set]
-        by_name = [c for c in self.containers if not (c.snapshot_key and chain_set)]
-        found: list[ContainerRecord] = []
-        snapshotters = sorted({c.snapshotter or DEFAULT_SNAPSHOTTER for c in by_lineage})
-        lineages = await asyncio.gather(*(self._on_chains(s, chain_set) for s in snapshotters))
-        for snapshotter, on_chains in zip(snapshotters, lineages, strict=True):
-            mine = [c for c in by_lineage if (c.snapshotter or DEFAULT_SNAPSHOTTER) == snapshotter]
-            if on_chains is None:
-                by_name.extend(mine)  # the snapshotter cannot say: fall back to the name
-            else:
-                found.extend(c for c in mine if c.snapshot_key in on_chains)
+        if not chain_set:
+            by_name = list(self.containers)  # the layers are unknown: only the names can tell
+            found: dict[str, None] = {}
+        else:
+            found, by_name = await self._by_lineage(chain_set, content)
         if by_name:
             targets = await self._targets({c.image for c in by_name if c.image and c.image not in names})
-            found.extend(c for c in by_name if c.image in names or targets.get(c.image) == image_id)
+            found.update((c.id, None) for c in by_name if c.image in names or targets.get(c.image) == image_id)
         if not found:
             return []
         states = await self._task_states()
-        users = [(c.id, states.get(c.id, TaskState.STOPPED)) for c in found]
+        users = [(container, states.get(container, TaskState.STOPPED)) for container in found]
         users.sort(key=lambda pair: pair[1] is not TaskState.RUNNING)  # the conflict force cannot override first
         return users
 
-    async def _on_chains(self, snapshotter: str, chains: Iterable[str]) -> set[str] | None:
+    async def _by_lineage(
+        self, chains: set[str], content: ImageContent
+    ) -> tuple[dict[str, None], list[ContainerRecord]]:
+        """The users found above the chains, and the container records lineage cannot decide."""
+        snapshotters = sorted(
+            {DEFAULT_SNAPSHOTTER}
+            | {c.snapshotter for c in self.containers if c.snapshotter}
+            | await self._unpacked_in(content)
+        )
+        forests = dict(zip(snapshotters, await asyncio.gather(*map(self._forest, snapshotters)), strict=True))
+        owners = {(c.snapshotter or DEFAULT_SNAPSHOTTER, c.snapshot_key): c.id for c in self.containers}
+        found: dict[str, None] = {}
+        for snapshotter, forest in forests.items():
+            if forest is not None:
+                for key in forest.mounted_above(chains):
+                    # A record naming the snapshot owns it; otherwise the key is dockerd's container ID.
+                    found[owners.get((snapshotter, key), key)] = None
+        undecided = []
+        for container in self.containers:
+            if container.snapshot_key:
+                seen = forests.get(container.snapshotter or DEFAULT_SNAPSHOTTER) is not None
+            else:
+                seen = any(forest is not None and container.id in forest for forest in forests.values())
+            if not seen:
+                undecided.append(container)
+        return found, undecided
+
+    async def _unpacked_in(self, content: ImageContent) -> frozenset[str]:
+        """The snapshotters the image is unpacked in, from its configs' garbage-collection labels."""
+        missing = [c for c in sorted(content.configs) if c not in self._config_snapshotters]
+        infos = await asyncio.gather(*(self._config_labels(c) for c in missing))
+        for config, labels in zip(missing, infos, strict=True):
+            self._config_snapshotters[config] = frozenset(
+                k.removeprefix(LABEL_GC_SNAPSHOT_PREFIX) for k in labels if k.startswith(LABEL_GC_SNAPSHOT_PREFIX)
+            )
+        return frozenset().union(*(self._config_snapshotters[c] for c in content.configs))
+
+    async def _config_labels(self, config: str) -> Collection[str]:
         try:
-            return set(await self._client.snapshots_on(self._namespace, snapshotter, chains))
+            return (await self._client.content_info(self._namespace, config)).labels.keys()
+        except NotFoundInContainerd:
+            return ()
+
+    def _forest(self, snapshotter: str) -> asyncio.Task[SnapshotForest | None]:
+        """One List per snapshotter and removal, shared by every image the removal checks."""
+        if snapshotter not in self._forests:
+            self._forests[snapshotter] = asyncio.ensure_future(self._read_forest(snapshotter))
+        return self._forests[snapshotter]
+
+    async def _read_forest(self, snapshotter: str) -> SnapshotForest | None:
+        try:
+            return SnapshotForest(await self._client.list_snapshots(self._namespace, snapshotter))
         except RemovalError as exc:
             _log.info("snapshotter %s cannot list snapshots (%s); matching by image name", snapshotter, exc.message)
             return None

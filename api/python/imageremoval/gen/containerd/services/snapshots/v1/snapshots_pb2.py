@@ -22,10 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from imageremoval.gen.containerd.types import mount_pb2 as containerd_dot_types_dot_mount__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0containerd/services/snapshots/v1/snapshots.proto\x12 containerd.services.snapshots.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x13StatSnapshotRequest\x12\x13\n\x0bsnapshotter\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\xad\x02\n\x04Info\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\x12\x34\n\x04kind\x18\x03 \x01(\x0e\x32&.containerd.services.snapshots.v1.Kind\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x06labels\x18\x06 \x03(\x0b\x32\x32.containerd.services.snapshots.v1.Info.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x14StatSnapshotResponse\x12\x34\n\x04info\x18\x01 \x01(\x0b\x32&.containerd.services.snapshots.v1.Info\"<\n\x14ListSnapshotsRequest\x12\x13\n\x0bsnapshotter\x18\x01 \x01(\t\x12\x0f\n\x07\x66ilters\x18\x02 \x03(\t\"M\n\x15ListSnapshotsResponse\x12\x34\n\x04info\x18\x01 \x03(\x0b\x32&.containerd.services.snapshots.v1.Info*8\n\x04Kind\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x08\n\x04VIEW\x10\x01\x12\n\n\x06\x41\x43TIVE\x10\x02\x12\r\n\tCOMMITTED\x10\x03\x32\xfd\x01\n\tSnapshots\x12u\n\x04Stat\x12\x35.containerd.services.snapshots.v1.StatSnapshotRequest\x1a\x36.containerd.services.snapshots.v1.StatSnapshotResponse\x12y\n\x04List\x12\x36.containerd.services.snapshots.v1.ListSnapshotsRequest\x1a\x37.containerd.services.snapshots.v1.ListSnapshotsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0containerd/services/snapshots/v1/snapshots.proto\x12 containerd.services.snapshots.v1\x1a\x1c\x63ontainerd/types/mount.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x13StatSnapshotRequest\x12\x13\n\x0bsnapshotter\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\xad\x02\n\x04Info\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\x12\x34\n\x04kind\x18\x03 \x01(\x0e\x32&.containerd.services.snapshots.v1.Kind\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x06labels\x18\x06 \x03(\x0b\x32\x32.containerd.services.snapshots.v1.Info.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x14StatSnapshotResponse\x12\x34\n\x04info\x18\x01 \x01(\x0b\x32&.containerd.services.snapshots.v1.Info\"<\n\x14ListSnapshotsRequest\x12\x13\n\x0bsnapshotter\x18\x01 \x01(\t\x12\x0f\n\x07\x66ilters\x18\x02 \x03(\t\"M\n\x15ListSnapshotsResponse\x12\x34\n\x04info\x18\x01 \x03(\x0b\x32&.containerd.services.snapshots.v1.Info\"\xcf\x01\n\x16PrepareSnapshotRequest\x12\x13\n\x0bsnapshotter\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12T\n\x06labels\x18\x04 \x03(\x0b\x32\x44.containerd.services.snapshots.v1.PrepareSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x17PrepareSnapshotResponse\x12\'\n\x06mounts\x18\x01 \x03(\x0b\x32\x17.containerd.types.Mount\"\xcb\x01\n\x15\x43ommitSnapshotRequest\x12\x13\n\x0bsnapshotter\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12S\n\x06labels\x18\x04 \x03(\x0b\x32\x43.containerd.services.snapshots.v1.CommitSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\rMountsRequest\x12\x13\n\x0bsnapshotter\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"9\n\x0eMountsResponse\x12\'\n\x06mounts\x18\x01 \x03(\x0b\x32\x17.containerd.types.Mount\"9\n\x15RemoveSnapshotRequest\x12\x13\n\x0bsnapshotter\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t*8\n\x04Kind\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x08\n\x04VIEW\x10\x01\x12\n\n\x06\x41\x43TIVE\x10\x02\x12\r\n\tCOMMITTED\x10\x03\x32\xa0\x05\n\tSnapshots\x12u\n\x04Stat\x12\x35.containerd.services.snapshots.v1.StatSnapshotRequest\x1a\x36.containerd.services.snapshots.v1.StatSnapshotResponse\x12y\n\x04List\x12\x36.containerd.services.snapshots.v1.ListSnapshotsRequest\x1a\x37.containerd.services.snapshots.v1.ListSnapshotsResponse0\x01\x12~\n\x07Prepare\x12\x38.containerd.services.snapshots.v1.PrepareSnapshotRequest\x1a\x39.containerd.services.snapshots.v1.PrepareSnapshotResponse\x12Y\n\x06\x43ommit\x12\x37.containerd.services.snapshots.v1.CommitSnapshotRequest\x1a\x16.google.protobuf.Empty\x12k\n\x06Mounts\x12/.containerd.services.snapshots.v1.MountsRequest\x1a\x30.containerd.services.snapshots.v1.MountsResponse\x12Y\n\x06Remove\x12\x37.containerd.services.snapshots.v1.RemoveSnapshotRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +36,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INFO_LABELSENTRY']._loaded_options = None
   _globals['_INFO_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_KIND']._serialized_start=699
-  _globals['_KIND']._serialized_end=755
-  _globals['_STATSNAPSHOTREQUEST']._serialized_start=119
-  _globals['_STATSNAPSHOTREQUEST']._serialized_end=174
-  _globals['_INFO']._serialized_start=177
-  _globals['_INFO']._serialized_end=478
-  _globals['_INFO_LABELSENTRY']._serialized_start=433
-  _globals['_INFO_LABELSENTRY']._serialized_end=478
-  _globals['_STATSNAPSHOTRESPONSE']._serialized_start=480
-  _globals['_STATSNAPSHOTRESPONSE']._serialized_end=556
-  _globals['_LISTSNAPSHOTSREQUEST']._serialized_start=558
-  _globals['_LISTSNAPSHOTSREQUEST']._serialized_end=618
-  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_start=620
-  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_end=697
-  _globals['_SNAPSHOTS']._serialized_start=758
-  _globals['_SNAPSHOTS']._serialized_end=1011
+  _globals['_PREPARESNAPSHOTREQUEST_LABELSENTRY']._loaded_options = None
+  _globals['_PREPARESNAPSHOTREQUEST_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_COMMITSNAPSHOTREQUEST_LABELSENTRY']._loaded_options = None
+  _globals['_COMMITSNAPSHOTREQUEST_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_KIND']._serialized_start=1411
+  _globals['_KIND']._serialized_end=1467
+  _globals['_STATSNAPSHOTREQUEST']._serialized_start=178
+  _globals['_STATSNAPSHOTREQUEST']._serialized_end=233
+  _globals['_INFO']._serialized_start=236
+  _globals['_INFO']._serialized_end=537
+  _globals['_INFO_LABELSENTRY']._serialized_start=492
+  _globals['_INFO_LABELSENTRY']._serialized_end=537
+  _globals['_STATSNAPSHOTRESPONSE']._serialized_start=539
+  _globals['_STATSNAPSHOTRESPONSE']._serialized_end=615
+  _globals['_LISTSNAPSHOTSREQUEST']._serialized_start=617
+  _globals['_LISTSNAPSHOTSREQUEST']._serialized_end=677
+  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_start=679
+  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_end=756
+  _globals['_PREPARESNAPSHOTREQUEST']._serialized_start=759
+  _globals['_PREPARESNAPSHOTREQUEST']._serialized_end=966
+  _globals['_PREPARESNAPSHOTREQUEST_LABELSENTRY']._serialized_start=492
+  _globals['_PREPARESNAPSHOTREQUEST_LABELSENTRY']._serialized_end=537
+  _globals['_PREPARESNAPSHOTRESPONSE']._serialized_start=968
+  _globals['_PREPARESNAPSHOTRESPONSE']._serialized_end=1034
+  _globals['_COMMITSNAPSHOTREQUEST']._serialized_start=1037
+  _globals['_COMMITSNAPSHOTREQUEST']._serialized_end=1240
+  _globals['_COMMITSNAPSHOTREQUEST_LABELSENTRY']._serialized_start=492
+  _globals['_COMMITSNAPSHOTREQUEST_LABELSENTRY']._serialized_end=537
+  _globals['_MOUNTSREQUEST']._serialized_start=1242
+  _globals['_MOUNTSREQUEST']._serialized_end=1291
+  _globals['_MOUNTSRESPONSE']._serialized_start=1293
+  _globals['_MOUNTSRESPONSE']._serialized_end=1350
+  _globals['_REMOVESNAPSHOTREQUEST']._serialized_start=1352
+  _globals['_REMOVESNAPSHOTREQUEST']._serialized_end=1409
+  _globals['_SNAPSHOTS']._serialized_start=1470
+  _globals['_SNAPSHOTS']._serialized_end=2142
 # @@protoc_insertion_point(module_scope)
