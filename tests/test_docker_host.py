@@ -259,3 +259,19 @@ def test_removing_a_platform_while_a_docker_container_runs_another(
         client.remove("mp", namespace=ns, force=True, platforms=[Platform("linux", host.architecture)])
     assert conflict_of(caught.value)[1:] == ("RUNNING_CONTAINER", "false")
     assert all(store.intact(ns, b.digest) for b in host.blobs)
+
+
+# Cosmetic: Docker's wording where the situation is the same
+
+
+def test_an_absent_platform_is_worded_as_docker_words_it(client: ImageRemovalClient, store: Store, ns: str) -> None:
+    amd = manifest((file_layer("x", b"amd-w"),), architecture="amd64", note="amd-w")
+    arm = manifest((file_layer("x", b"arm-w"),), architecture="arm64", variant="v8", note="arm-w")
+    image_id = store.put(ns, [lib("multi:latest")], index((amd, arm)))
+    with pytest.raises(ImageRemovalError) as caught:
+        client.remove("multi", namespace=ns, force=True, platforms=[Platform("linux", "s390x")])
+    assert (caught.value.code, caught.value.reason) == ("NOT_FOUND", "PLATFORM_NOT_FOUND")
+    assert caught.value.message == (
+        f"failed to delete platform linux/s390x for image {image_id}: image with reference multi:latest was found "
+        "but does not provide the specified platform (linux/s390x)"
+    )

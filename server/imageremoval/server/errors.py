@@ -95,7 +95,9 @@ class PlatformNotFound(RemovalError):
 
     def __init__(self, reference: str, platform: str, image_id: str) -> None:
         super().__init__(
-            f"No such image: {reference} (platform {platform} is not present)",
+            # Docker's wording (moby daemon/containerd: deleteImagePlatforms around errPlatformNotFound).
+            f"failed to delete platform {platform} for image {image_id}: image with reference {reference} was "
+            f"found but does not provide the specified platform ({platform})",
             {"reference": reference, "platform": platform, "imageId": image_id},
         )
 
