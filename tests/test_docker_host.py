@@ -180,6 +180,23 @@ def test_docker_container_of_a_child_image_does_not_hold_the_parent(
     assert store.all_present(ns, child)
 
 
+def test_image_mounted_into_a_docker_container_is_in_use(
+    client: ImageRemovalClient, store: Store, docker: DockerHost, ns: str, busybox: Layer
+) -> None:
+    image = manifest((busybox,), note="docker-run")
+    store.put(ns, [lib("bb:latest")], image)
+    data = manifest((file_layer("d", b"data"),), note="mounted")
+    data_id = store.put(ns, [lib("data:latest")], data)
+    docker.unpack(lib("bb:latest"))
+    docker.unpack(lib("data:latest"))
+    cid = docker.create(container_id("mounter"), image)
+    docker.mount_image(cid, data, "data:latest")
+    with pytest.raises(ConflictError) as caught:
+        client.remove(data_id, namespace=ns)
+    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "STOPPED_CONTAINER", "true")
+    assert caught.value.metadata["container"] == cid
+
+
 # 3. A parent with children
 
 

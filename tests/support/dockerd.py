@@ -8,6 +8,8 @@ prepareInitLayer; daemon/start.go for the record), checked against a real docker
   record name and an empty snapshot key (the spec's root is the mounted path), then a runc task.
 - the container stops: the task and the record go; the lease and the snapshots stay.
 - `docker rm`: the lease is deleted, and garbage collection frees the snapshots.
+- `--mount type=image,source=<image>`: an active snapshot `<id>-<image>` on that image's chain ID, under a
+  lease of the same name (daemon/volumes.go, registerMountPoints).
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ class DockerHost:
             metadata=lease,
         )
         return container_id
+
+    def mount_image(self, container_id: str, image: Manifest, source: str) -> None:
+        """`--mount type=image,source=...`: an active snapshot `<id>-<source>` on the image, under its own lease."""
+        key = f"{container_id}-{source}"
+        self._store.leases.Create(leases_pb2.CreateRequest(id=key), metadata=self._store.md(self._ns))
+        self._created.append(key)
+        self._snapshots.Prepare(
+            snapshots_pb2.PrepareSnapshotRequest(snapshotter=SNAPSHOTTER, key=key, parent=chain_of(image)),
+            metadata=self._store.md(self._ns, key),
+        )
 
     def start(self, container_id: str, image_name: str) -> None:
         """`docker start`: mount the root filesystem here, a record without snapshot key, a real runc task."""

@@ -18,6 +18,9 @@ _NAME_FILTER_CHUNK = 64
 DEFAULT_SNAPSHOTTER = "overlayfs"
 # Unpacking commits each layer under its chain ID; other committed names (dockerd's `<id>-init`) are not layers.
 _LAYER_SNAPSHOT = re.compile(r"sha256:[0-9a-f]{64}")
+# dockerd keys a container's snapshots by its 64-hex ID: `<id>`, `<id>-init-key` while creating, and
+# `<id>-<image>` for an image mounted with `--mount type=image`.
+_DOCKER_SNAPSHOT = re.compile(r"(?P<id>[0-9a-f]{64})(-.*)?", re.DOTALL)
 
 
 class SnapshotForest:
@@ -127,8 +130,7 @@ class ContainerUsers:
         for snapshotter, forest in forests.items():
             if forest is not None:
                 for key in forest.mounted_above(chains):
-                    # A record naming the snapshot owns it; otherwise the key is dockerd's container ID.
-                    found[owners.get((snapshotter, key), key)] = None
+                    found[owners.get((snapshotter, key)) or _owner_of(key)] = None
         undecided = []
         for container in self.containers:
             if container.snapshot_key:
@@ -182,3 +184,9 @@ class ContainerUsers:
         if self._states is None:
             self._states = await self._client.task_states(self._namespace)
         return self._states
+
+
+def _owner_of(key: str) -> str:
+    """The container a snapshot without a record naming it belongs to: dockerd's container ID, else the key."""
+    docker = _DOCKER_SNAPSHOT.fullmatch(key)
+    return docker.group("id") if docker else key
