@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from google.protobuf import any_pb2
 
 from imageremoval.client import ConflictError, ImageRemovalClient, ImageRemovalError, Platform
+from imageremoval.gen.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 
 from .helpers import deleted, pairs, untagged
 from .support.ctr import Ctr
@@ -195,6 +197,24 @@ def test_image_mounted_into_a_docker_container_is_in_use(
         client.remove(data_id, namespace=ns)
     assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "STOPPED_CONTAINER", "true")
     assert caught.value.metadata["container"] == cid
+
+
+def test_a_container_record_whose_root_filesystem_is_no_snapshot_is_matched_by_its_image_name(
+    client: ImageRemovalClient, store: Store, ns: str
+) -> None:
+    image_id = store.put(ns, [lib("bb:latest")], manifest((file_layer("r", b"rootfs"),), note="own-rootfs"))
+    containers = containers_pb2_grpc.ContainersStub(store.channel)
+    record = containers_pb2.Container(
+        id="own-rootfs",
+        image=lib("bb:latest"),
+        runtime=containers_pb2.Container.Runtime(name="io.containerd.runc.v2"),
+        spec=any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/Spec", value=b"{}"),
+    )
+    containers.Create(containers_pb2.CreateContainerRequest(container=record), metadata=store.md(ns))
+    with pytest.raises(ConflictError) as caught:
+        client.remove(image_id, namespace=ns)
+    assert conflict_of(caught.value)[1] == "STOPPED_CONTAINER"
+    assert caught.value.metadata["container"] == "own-rootfs"
 
 
 # 3. A parent with children
