@@ -98,13 +98,17 @@ class ContainerUsers:
         `names` (the image's record names) serve only the fallback for containers whose root filesystem
         cannot be seen. `content` is the image's walked content: its configs give the layers' chain IDs.
         """
-        chains = await content.chain_ids(self._client, self._namespace)
+        for snapshotter in self._known_snapshotters():
+            self._forest(snapshotter)  # listed while the configs are read
+        chains, unpacked_in = await asyncio.gather(
+            content.chain_ids(self._client, self._namespace), self._unpacked_in(content)
+        )
         chain_set = {c for m, c in chains.items() if manifests is None or m in manifests}
         if not chain_set:
             by_name = list(self.containers)  # the layers are unknown: only the names can tell
             found: dict[str, None] = {}
         else:
-            found, by_name = await self._by_lineage(chain_set, content)
+            found, by_name = await self._by_lineage(chain_set, self._known_snapshotters() | unpacked_in)
         if by_name:
             targets = await self._targets({c.image for c in by_name if c.image and c.image not in names})
             found.update((c.id, None) for c in by_name if c.image in names or targets.get(c.image) == image_id)
@@ -115,16 +119,16 @@ class ContainerUsers:
         users.sort(key=lambda pair: pair[1] is not TaskState.RUNNING)  # the conflict force cannot override first
         return users
 
+    def _known_snapshotters(self) -> set[str]:
+        """The default snapshotter and those the container records name."""
+        return {DEFAULT_SNAPSHOTTER} | {c.snapshotter for c in self.containers if c.snapshotter}
+
     async def _by_lineage(
-        self, chains: set[str], content: ImageContent
+        self, chains: set[str], snapshotters: set[str]
     ) -> tuple[dict[str, None], list[ContainerRecord]]:
         """The users found above the chains, and the container records lineage cannot decide."""
-        snapshotters = sorted(
-            {DEFAULT_SNAPSHOTTER}
-            | {c.snapshotter for c in self.containers if c.snapshotter}
-            | await self._unpacked_in(content)
-        )
-        forests = dict(zip(snapshotters, await asyncio.gather(*map(self._forest, snapshotters)), strict=True))
+        asked = sorted(snapshotters)
+        forests = dict(zip(asked, await asyncio.gather(*map(self._forest, asked)), strict=True))
         owners = {(c.snapshotter or DEFAULT_SNAPSHOTTER, c.snapshot_key): c.id for c in self.containers}
         found: dict[str, None] = {}
         for snapshotter, forest in forests.items():
