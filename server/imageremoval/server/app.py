@@ -8,12 +8,10 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -23,7 +21,9 @@ from imageremoval.gen.v1 import image_removal_pb2, image_removal_pb2_grpc
 from .config import Limits, ServerConfig, is_unix, parse_listen, unix_path
 from .containerd import ContainerdClient
 from .errors import RemovalError
-from .guard import TRANSPORT_LIMIT, RequestGuard
+from .guard import AnswerEveryCall, RequestGuard, transport_limit
+from .health import DrainingHealthServicer
+from .listeners import ListenError, UnixListener, check_port_free
 from .metrics import RemovalMetrics, RequestRejections, ServiceGauges
 from .policy import RemovalPolicy
 from .removal import ImageRemover
@@ -36,6 +36,7 @@ _log = logging.getLogger(__name__)
 
 SERVICE_NAME = image_removal_pb2.DESCRIPTOR.services_by_name["ImageRemovalService"].full_name
 HEALTH_POLL_SECONDS = 2.0
+MAX_STREAMS_PER_CONNECTION = 100
 
 
 @dataclass(slots=True)
@@ -44,11 +45,11 @@ class App:
 
     server: grpc.aio.Server
     port: int  # the first TCP listener's bound port (0 when only unix sockets are served)
-    health: HealthServicer
+    health: DrainingHealthServicer
     client: ContainerdClient
     remover: ImageRemover
     drain_seconds: float = 0.0
-    unix_sockets: tuple[Path, ...] = ()
+    unix_sockets: tuple[UnixListener, ...] = ()
     gauges: ServiceGauges | None = None
     _monitor: asyncio.Task[None] | None = field(default=None)
     _stopping: bool = False
@@ -57,8 +58,6 @@ class App:
         """Serve, NOT_SERVING until containerd answers."""
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
-        for path in self.unix_sockets:
-            path.chmod(0o660)  # owner and group only: removing images is a privileged act
         self._monitor = asyncio.create_task(self._watch_containerd(), name="containerd-health")
 
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
@@ -75,7 +74,8 @@ class App:
             except RemovalError as exc:
                 up, version = False, ""
                 if serving is not False:
-                    _log.warning("containerd is not answering: %s", exc.message)
+                    why = "; ".join([exc.message, *getattr(exc, "__notes__", ())])
+                    _log.warning("containerd is not answering: %s", why)
             if self.gauges is not None:
                 self.gauges.containerd_up = up
             if up != serving and not self._stopping:
@@ -99,7 +99,10 @@ class App:
         if self.drain_seconds:
             _log.info("health is NOT_SERVING; draining for %gs before refusing new calls", self.drain_seconds)
             await asyncio.sleep(self.drain_seconds)
+        self.health.end_watches()  # open Watch streams would otherwise hold the whole grace period
         await self.server.stop(grace)
+        for listener in self.unix_sockets:
+            listener.remove()
         await self.remover.drain(grace)
         await self.client.close()
 
@@ -113,10 +116,14 @@ def server_options(limits: Limits) -> list[tuple[str, int]]:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.max_connection_age_ms", int(limits.max_connection_age_s * 1000)),
         ("grpc.max_connection_age_grace_ms", int(limits.max_connection_age_grace_s * 1000)),
-        # Our own limit is enforced by RequestGuard (INVALID_ARGUMENT); gRPC's only stops absurd sizes.
-        ("grpc.max_receive_message_length", max(TRANSPORT_LIMIT, limits.max_message_bytes)),
+        # gRPC refuses a request twice our limit (on the wire, or while inflating it) before buffering it all;
+        # between the two, the guard refuses it with REQUEST_TOO_LARGE, logged and counted.
+        ("grpc.max_receive_message_length", transport_limit(limits.max_message_bytes)),
         ("grpc.max_send_message_length", limits.max_message_bytes),
         ("grpc.max_metadata_size", limits.max_metadata_bytes),
+        ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it silently
+        # Advertised in SETTINGS: one connection cannot open thousands of streams.
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
     ]
 
 
@@ -145,17 +152,16 @@ def create_server(
         ],
     )
     tracer = tracer_provider.get_tracer(TRACER_NAME)
-    # One telemetry layer outermost (caller for the logs, server span, RPC duration; health and reflection are
-    # not traced), then the guard, whose refusals are logged and counted.
+    # Outermost, every unary call gets an answer even without a request message; then one telemetry layer
+    # (caller for the logs, server span, RPC duration; health and reflection are not traced), then the guard,
+    # whose refusals (on every service) are logged and counted.
+    rejections = RequestRejections(meter_provider if measuring else None)
     interceptors: list[Any] = [
+        AnswerEveryCall(on_reject=rejections),
         ServerTelemetry(
             tracer_provider if tracing else None, meter_provider if measuring else None, dup=dup_mode(os.environ)
         ),
-        RequestGuard(
-            f"/{SERVICE_NAME}/",
-            config.limits.max_message_bytes,
-            on_reject=RequestRejections(meter_provider if measuring else None),
-        ),
+        RequestGuard(config.limits.max_message_bytes, on_reject=rejections),
     ]
     server = grpc.aio.server(interceptors=interceptors, options=server_options(config.limits))
     policy = RemovalPolicy(
@@ -170,7 +176,7 @@ def create_server(
     image_removal_pb2_grpc.add_ImageRemovalServiceServicer_to_server(
         ImageRemovalServicer(remover, config.namespace), server
     )
-    health = HealthServicer()
+    health = DrainingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -178,23 +184,34 @@ def create_server(
     )
     credentials = server_credentials(config.tls) if config.tls is not None else None
     tcp_port = 0
-    sockets: list[Path] = []
-    for address in config.listeners:
-        if is_unix(address):
-            path = unix_path(address)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # a stale socket from a previous run
-            target = f"unix:{path}"
-            sockets.append(path)
-        else:
-            host, port = parse_listen(address)
-            target = f"{host}:{port}"
-        bound = server.add_secure_port(target, credentials) if credentials else server.add_insecure_port(target)
-        if bound == 0 and not is_unix(address):
-            raise OSError(f"cannot listen on {address}")
-        if not is_unix(address) and tcp_port == 0:
-            tcp_port = bound
+    sockets: list[UnixListener] = []
+    try:
+        for address in config.listeners:
+            listener: UnixListener | None = None
+            if is_unix(address):
+                listener = UnixListener(unix_path(address))
+                sockets.append(listener)
+                target = listener.prepare()
+            else:
+                host, port = parse_listen(address)
+                check_port_free(host, port)
+                target = f"{host}:{port}"
+            try:
+                bound = server.add_secure_port(target, credentials) if credentials else server.add_insecure_port(target)
+            except RuntimeError:  # gRPC's "Failed to bind": the port was taken after our check
+                bound = 0
+            if bound == 0:
+                why = "cannot bind the socket" if listener else "the port is already in use or not available"
+                raise ListenError(f"cannot listen on {address}: {why}")
+            if listener is not None:
+                listener.publish()
+            elif tcp_port == 0:
+                tcp_port = bound
+    except BaseException:
+        for listener in sockets:
+            listener.discard_staging()
+            listener.remove()
+        raise
     return App(
         server=server,
         port=tcp_port,

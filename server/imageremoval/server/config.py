@@ -149,7 +149,8 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--allowed-namespaces", "comma-separated containerd namespaces requests may name (default: any)"),
     _Option(
         "--identity-namespaces",
-        "with mutual TLS: ';'-separated IDENTITY=NS1|NS2 pairs (identity: SAN URI or CN)",
+        "with mutual TLS: ';'-separated IDENTITY=NS1|NS2 pairs (identity: uri:, dns: or cn: NAME; "
+        "a bare spiffe://... is a URI SAN, another bare name a DNS SAN or CN)",
     ),
     _Option("--protected-images", "comma-separated name patterns never removed", ",".join(DEFAULT_PROTECTED)),
     _Option("--allow-force-protected", "let force remove protected and pinned images", boolean=True),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -43,6 +44,8 @@ _SNAPSHOT_KINDS = {
     snapshots_pb2.Kind.VIEW: SnapshotKind.VIEW,
     snapshots_pb2.Kind.COMMITTED: SnapshotKind.COMMITTED,
 }
+_log = logging.getLogger(__name__)
+RECONNECT_BACKOFF_MS = (100, 1000)  # first and longest wait between reconnection attempts to containerd
 _RUNNING_STATES = frozenset({task_pb2.Status.RUNNING, task_pb2.Status.PAUSED, task_pb2.Status.PAUSING})
 
 # The caller's deadline (time.monotonic()), set by the remover for the calls of one request; None: no bound.
@@ -85,7 +88,11 @@ def _translate(exc: grpc.aio.AioRpcError, what: str) -> Exception:
     if code == grpc.StatusCode.ALREADY_EXISTS:
         return AlreadyExistsInContainerd(f"{what}: {detail}")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return ContainerdUnavailable(f"containerd is unavailable ({what}): {detail}", {"operation": what})
+        # gRPC's detail names the socket path and the OS error: for the server log, not for clients.
+        _log.debug("containerd is unavailable (%s): %s", what, detail)
+        unavailable = ContainerdUnavailable(f"containerd is unavailable ({what})", {"operation": what})
+        unavailable.add_note(detail)
+        return unavailable
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(f"deadline exceeded waiting for containerd ({what})", {"operation": what})
     return ContainerdFailed(
@@ -121,7 +128,14 @@ class ContainerdClient:
         channel = grpc.aio.insecure_channel(
             target,
             interceptors=interceptors,
-            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                # gRPC's default backoff grows to 120 s: after a long containerd outage we would stay
+                # unavailable for seconds after it is back. A local socket is cheap to retry every second.
+                ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
+            ],
         )
         return cls(channel, call_timeout=call_timeout)
 

@@ -14,6 +14,7 @@ def to_request(
     default_namespace: str,
     *,
     identities: Sequence[str] = (),
+    client: str = "",
     deadline: float | None = None,
 ) -> RemovalRequest:
     """Validate the wire request and turn it into a RemovalRequest."""
@@ -28,6 +29,7 @@ def to_request(
         allow_missing=message.allow_missing,
         async_gc=message.async_gc,
         identities=tuple(identities),
+        client=client,
         deadline=deadline,
     )
 

@@ -1,8 +1,9 @@
-"""Bad input of any size or shape becomes INVALID_ARGUMENT with an ErrorInfo, not gRPC's INTERNAL."""
+"""Bad input of any size or shape, to any service on the port, becomes INVALID_ARGUMENT with an ErrorInfo."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +12,14 @@ import grpc
 from .errors import InvalidArgument, Reason, RemovalError
 from .status import abort
 
-# gRPC itself refuses messages beyond this (RESOURCE_EXHAUSTED) before any handler sees them.
-TRANSPORT_LIMIT = 64 * 1024 * 1024
+Behavior = Callable[..., Any]  # gRPC types handlers loosely; sync and aio stubs disagree
+OnReject = Callable[[str, RemovalError], None]
+
+
+def transport_limit(limit: int) -> int:
+    """gRPC's own receive limit: twice ours, so a request a little over ours still gets our ErrorInfo, log line
+    and count, while nothing far larger is buffered or inflated (gRPC refuses it, RESOURCE_EXHAUSTED)."""
+    return 2 * limit
 
 
 @dataclass(frozen=True)
@@ -37,13 +44,19 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None, limit: int) -> Callab
     return parse
 
 
-class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Parses our service's requests itself, so oversized or garbled bytes get a proper status."""
+async def _refuse(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, error: RemovalError, on_reject: OnReject | None
+) -> None:
+    if on_reject is not None:
+        on_reject(method, error)
+    await abort(context, error)
 
-    def __init__(
-        self, service_prefix: str, limit: int, on_reject: Callable[[str, RemovalError], None] | None = None
-    ) -> None:
-        self._prefix = service_prefix
+
+class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Parses every method's requests itself (ours, health, reflection), so oversized or garbled bytes get a
+    proper status, a log line and a count."""
+
+    def __init__(self, limit: int, on_reject: OnReject | None = None) -> None:
         self._limit = limit
         self._on_reject = on_reject  # logs and counts each refusal (metrics.RequestRejections)
 
@@ -53,22 +66,99 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        method = handler_call_details.method or ""
-        if handler is None or handler.unary_unary is None or not method.startswith(self._prefix):
+        if handler is None:
             return handler
-        behavior = handler.unary_unary
+        method = handler_call_details.method or ""
+        on_reject = self._on_reject
+        parse = _tolerant(handler.request_deserializer, self._limit)
+        serialize = handler.response_serializer
+
+        async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, _Rejected):
+                await _refuse(context, method, InvalidArgument(request.reason, request.message), on_reject)
+            return request
+
+        async def each(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            async for request in requests:
+                yield await checked(request, context)
+
+        if handler.unary_unary is not None:
+            unary: Behavior = handler.unary_unary
+
+            async def guarded_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                return await unary(await checked(request, context), context)
+
+            return grpc.unary_unary_rpc_method_handler(guarded_unary, parse, serialize)
+        if handler.unary_stream is not None:
+            streaming: Behavior = handler.unary_stream
+
+            async def guarded_unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+                await _respond(streaming(await checked(request, context), context), context)
+
+            return grpc.unary_stream_rpc_method_handler(guarded_unary_stream, parse, serialize)
+        if handler.stream_unary is not None:
+            gathering: Behavior = handler.stream_unary
+
+            async def guarded_stream_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                return await gathering(each(requests, context), context)
+
+            return grpc.stream_unary_rpc_method_handler(guarded_stream_unary, parse, serialize)
+        assert handler.stream_stream is not None
+        both: Behavior = handler.stream_stream
+
+        async def guarded_stream_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            await _respond(both(each(requests, context), context), context)
+
+        return grpc.stream_stream_rpc_method_handler(guarded_stream_stream, parse, serialize)
+
+
+async def _respond(result: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Run a streaming behaviour written either as an async generator or with context.write."""
+    if inspect.isawaitable(result):
+        await result
+        return
+    async for response in result:
+        await context.write(response)
+
+
+class AnswerEveryCall(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Outermost: serves unary methods as request-streaming ones, so a call whose client half-closed without
+    a message is answered (INVALID_ARGUMENT MALFORMED_REQUEST). gRPC leaves such a unary call unanswered,
+    holding the shutdown for the whole grace period."""
+
+    def __init__(self, on_reject: OnReject | None = None) -> None:
+        self._on_reject = on_reject
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming:
+            return handler
+        method = handler_call_details.method or ""
         on_reject = self._on_reject
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if isinstance(request, _Rejected):
-                error = InvalidArgument(request.reason, request.message)
-                if on_reject is not None:
-                    on_reject(method, error)
-                await abort(context, error)
-            return await behavior(request, context)  # type: ignore[arg-type]
+        async def only(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async for request in requests:
+                return request
+            error = InvalidArgument(Reason.MALFORMED_REQUEST, "the call ended without a request message")
+            await _refuse(context, method, error, on_reject)
+            return None  # not reached: abort raises
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=_tolerant(handler.request_deserializer, self._limit),
-            response_serializer=handler.response_serializer,
-        )
+        parse, serialize = handler.request_deserializer, handler.response_serializer
+        if handler.unary_unary is not None:
+            unary: Behavior = handler.unary_unary
+
+            async def one_then_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                return await unary(await only(requests, context), context)
+
+            return grpc.stream_unary_rpc_method_handler(one_then_unary, parse, serialize)
+        assert handler.unary_stream is not None
+        streaming: Behavior = handler.unary_stream
+
+        async def one_then_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            await _respond(streaming(await only(requests, context), context), context)
+
+        return grpc.stream_stream_rpc_method_handler(one_then_stream, parse, serialize)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .config import is_valid_namespace
@@ -13,6 +14,28 @@ from .model import ImageRecord
 from .references import familiar_name
 
 PINNED_LABEL = "io.cri-containerd.pinned"
+
+
+IDENTITY_KINDS = ("uri", "dns", "cn")
+
+
+def rule_identities(rule: str) -> tuple[str, ...]:
+    """The typed identities an --identity-namespaces rule names.
+
+    `uri:`, `dns:` or `cn:` say the kind; a bare name with a scheme (`spiffe://...`) is a URI SAN only, and
+    any other bare name a DNS SAN or the CN. So a CN that spells a SPIFFE ID never gets that ID's namespaces.
+    """
+    kind, sep, _ = rule.partition(":")
+    if sep and kind in IDENTITY_KINDS:
+        return (rule,)
+    if "://" in rule:
+        return (f"uri:{rule}",)
+    return (f"dns:{rule}", f"cn:{rule}")
+
+
+def rule_matches(rule: str, identities: Sequence[str]) -> bool:
+    """Whether a client with these typed identities (`kind:value`) is the one the rule names."""
+    return any(identity in identities for identity in rule_identities(rule))
 
 
 @dataclass(frozen=True)
@@ -37,7 +60,8 @@ class RemovalPolicy:
             )
         if not self.identity_namespaces:
             return
-        if any(namespace in self.identity_namespaces.get(i, frozenset()) for i in identities):
+        granted = (spaces for rule, spaces in self.identity_namespaces.items() if rule_matches(rule, identities))
+        if any(namespace in spaces for spaces in granted):
             return
         shown = identities[0] if identities else "(no client certificate)"
         raise NamespaceNotAllowed(
@@ -83,19 +107,39 @@ class RemovalPolicy:
 
 
 class ConcurrencyLimit:
-    """Counts removals in flight; beyond the limit a call is refused at once rather than queued."""
+    """Counts removals in flight; beyond the limit a call is refused at once rather than queued.
+
+    One client (a certificate identity, else a peer address) may hold only part of the slots, so a quarter
+    of them (at least one, when there are two or more) always stays free for everyone else.
+    """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
+        self.per_client = limit - max(1, limit // 4) if limit > 1 else 1
         self._in_flight = 0
+        self._by_client: dict[str, int] = {}
 
-    def __enter__(self) -> ConcurrencyLimit:
+    @contextlib.contextmanager
+    def slot(self, client: str) -> Iterator[None]:
+        """Hold one slot for `client` for the block; TooManyRemovals when none is free for it."""
         if self._in_flight >= self._limit:
             raise TooManyRemovals(
                 f"too many removals in flight ({self._limit}); retry later", {"limit": str(self._limit)}
             )
+        held = self._by_client.get(client, 0)
+        if held >= self.per_client:
+            raise TooManyRemovals(
+                f"too many removals in flight from this client ({self.per_client} of {self._limit}); retry later",
+                {"limit": str(self._limit), "clientLimit": str(self.per_client)},
+            )
         self._in_flight += 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._in_flight -= 1
+        self._by_client[client] = held + 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            left = self._by_client[client] - 1
+            if left:
+                self._by_client[client] = left
+            else:
+                del self._by_client[client]

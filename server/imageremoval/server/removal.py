@@ -76,6 +76,7 @@ class RemovalRequest:
     allow_missing: bool = False
     async_gc: bool = False
     identities: tuple[str, ...] = ()  # the caller's certificate identities, for the namespace policy
+    client: str = ""  # who is calling (identity or peer address), for the per-client share of slots
     deadline: float | None = None  # time.monotonic() by which the caller wants an answer
 
 
@@ -161,7 +162,7 @@ class ImageRemover:
         start = time.perf_counter()
         span = trace.get_current_span()  # the RPC's server span
         try:
-            with self._limit:
+            with self._limit.slot(request.client):
                 CALL_DEADLINE.set(request.deadline)
                 try:
                     items = await self._remove(request, progress)

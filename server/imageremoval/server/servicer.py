@@ -13,7 +13,7 @@ from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from .converters import to_request, to_response
 from .errors import RemovalError
 from .removal import ImageRemover
-from .security import peer_identities
+from .security import client_key, peer_identities
 from .status import abort
 
 _log = logging.getLogger(__name__)
@@ -30,10 +30,12 @@ class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
         self, request: pb.RemoveImageRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.RemoveImageResponse:
         try:
+            identities = peer_identities(context.auth_context())
             removal = to_request(
                 request,
                 self._default_namespace,
-                identities=peer_identities(context.auth_context()),
+                identities=identities,
+                client=client_key(context.peer(), identities),
                 deadline=_deadline(context),
             )
             items = await self._remover.remove(removal)
