@@ -89,7 +89,9 @@ def test_oversized_and_gzip_bomb_requests_are_refused_before_they_are_buffered(
 # Two servers on one port (item 13)
 
 
-def test_a_second_server_on_a_taken_port_refuses_to_start_with_one_line(containerd: PrivateContainerd) -> None:
+def test_a_second_server_on_a_taken_port_refuses_to_start_with_one_line(
+    containerd: PrivateContainerd, tmp_path: Path
+) -> None:
     first = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
     try:
         command = [str(SERVER_BIN), "--listen", f"127.0.0.1:{first.port}", "--containerd-address", containerd.address]
@@ -105,6 +107,12 @@ def test_a_second_server_on_a_taken_port_refuses_to_start_with_one_line(containe
         assert len(lines) == 1 and "already in use" in lines[0] and "Traceback" not in stderr, stderr
         with grpc.insecure_channel(f"127.0.0.1:{first.port}") as channel:
             assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+        # Without --containerd-address the check comes before a private containerd is started for nothing.
+        run_dir = tmp_path / "run"
+        command = [str(SERVER_BIN), "--listen", f"127.0.0.1:{first.port}", "--run-dir", str(run_dir)]
+        third = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert third.returncode == 1 and "already in use" in third.stderr
+        assert not (run_dir / "containerd").exists()
     finally:
         first.stop()
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from .app import create_server
 from .config import ConfigError, ServerConfig, is_loopback, is_unix, load_config, parse_listen
 from .daemon import DaemonError, PrivateContainerd
+from .listeners import check_listeners
 from .logs import configure_logging
 from .observability import Telemetry, TelemetryConfigError, telemetry_from_env
 
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     daemon: PrivateContainerd | None = None
     address = config.containerd_address
     try:
+        check_listeners(config.listeners)  # a taken address must not cost a private containerd start
         if address is None:
             daemon = PrivateContainerd(config.run_dir / "containerd")
             address = daemon.start()

@@ -7,8 +7,11 @@ import errno
 import socket
 import stat
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .config import is_unix, parse_listen, unix_path
 
 SOCKET_MODE = 0o660  # owner and group only: removing images is a privileged act
 
@@ -33,7 +36,16 @@ def check_port_free(host: str, port: int) -> None:
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
                     raise ListenError(f"cannot listen on {host}:{port}: the port is already in use") from None
-                raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+                # Anything else (say, no IPv6 for "localhost"): gRPC binds what it can and reports the rest.
+
+
+def check_listeners(addresses: Iterable[str]) -> None:
+    """Every address is free to serve on (checked before a private containerd is started for us)."""
+    for address in addresses:
+        if is_unix(address):
+            _refuse_unless_stale(unix_path(address))
+        else:
+            check_port_free(*parse_listen(address))
 
 
 def _refuse_unless_stale(path: Path) -> None:
