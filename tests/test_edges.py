@@ -75,14 +75,14 @@ def _wait(predicate: Any, timeout: float = 15) -> bool:
 def test_oversized_and_gzip_bomb_requests_are_refused_before_they_are_buffered(
     containerd: PrivateContainerd, tmp_path: Path
 ) -> None:
-    # Before the fix, four of each drove the server's peak memory up by about 130 and 270 MiB.
+    # Before the fix, four of each drove the server's peak memory up by well over 100 MiB.
     with ServerProcess(containerd.address, tmp_path / "server.log") as server:
         bombs = measure(server, "bomb", _payload(BOMB_BYTES), 4, grpc.Compression.Gzip)
         plain = measure(server, "plain", _payload(PLAIN_BYTES), 4, grpc.Compression.NoCompression)
         with ImageRemovalClient(server.target) as client, pytest.raises(ImageRemovalError) as caught:
             client.remove("still-serving-after-that")
     assert bombs["codes"] == plain["codes"] == ["RESOURCE_EXHAUSTED"]
-    assert float(plain["rss_peak_mb"]) - float(bombs["rss_before_mb"]) < 40, (bombs, plain)  # type: ignore[arg-type]
+    assert float(plain["rss_peak_mb"]) - float(bombs["rss_before_mb"]) < 64, (bombs, plain)  # type: ignore[arg-type]
     assert caught.value.reason == "IMAGE_NOT_FOUND"
 
 

@@ -98,7 +98,7 @@ def test_a_removal_line_says_who_asked_from_where_and_what_was_removed(
     assert line["outcome"] == "success" and line["image_id"] == image_id
     assert line["untagged"].split(",") == ["au:1", "au:2"] and line["deleted"] == image_id
     assert line[t.LOG_PEER].startswith("ipv4:127.0.0.1:")
-    assert "spiffe://test/alice" in line[t.LOG_IDENTITY].split(",")
+    assert "uri:spiffe://test/alice" in line[t.LOG_IDENTITY].split(",")  # each identity says its kind
     assert line[t.LOG_RPC_METHOD] == f"{SERVICE}/RemoveImage"
     assert "reason" not in line, "no empty keys"
     [text] = [x for x in text_out.getvalue().splitlines() if f"namespace={ns}" in x]
@@ -195,5 +195,5 @@ def test_the_request_id_is_read_from_any_request_that_has_one() -> None:
         return CALLER.get()
 
     caller = contextvars.copy_context().run(enter, SimpleNamespace(request_id="req-9"))
-    assert caller == Caller(f"{SERVICE}/RemoveImage", "ipv4:10.0.0.9:4000", ("alice",), "req-9")
+    assert caller == Caller(f"{SERVICE}/RemoveImage", "ipv4:10.0.0.9:4000", ("cn:alice",), "req-9")
     assert contextvars.copy_context().run(enter, pb.RemoveImageRequest()).request_id == ""  # type: ignore[union-attr]

@@ -375,7 +375,7 @@ def test_transport_limits_reach_grpc() -> None:
     assert options["grpc.keepalive_time_ms"] == 30_000
     assert options["grpc.max_connection_age_ms"] == 120_000
     assert options["grpc.max_metadata_size"] == 8192
-    assert options["grpc.max_receive_message_length"] == Limits().max_message_bytes
+    assert options["grpc.max_receive_message_length"] == 2 * Limits().max_message_bytes
     assert options["grpc.so_reuseport"] == 0
 
 

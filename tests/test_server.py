@@ -198,9 +198,11 @@ def test_configuration_is_validated_at_start() -> None:
     [
         (b"\xff\xff\xff\xff", "MALFORMED_REQUEST"),
         (b"\x0a\x05ab", "MALFORMED_REQUEST"),  # field 1 claims 5 bytes, 2 follow
+        # Over our 1 MiB but under gRPC's 2 MiB: our own refusal, with ErrorInfo (beyond it, RESOURCE_EXHAUSTED).
+        (pb.RemoveImageRequest(image="x" * 1_500_000).SerializeToString(), "REQUEST_TOO_LARGE"),
     ],
 )
-def test_garbled_requests_are_invalid_argument(server: Server, payload: bytes, reason: str) -> None:
+def test_garbled_or_oversized_requests_are_invalid_argument(server: Server, payload: bytes, reason: str) -> None:
     with grpc.insecure_channel(server.target, options=[("grpc.max_send_message_length", 8 * 1024 * 1024)]) as channel:
         call = channel.unary_unary(f"/{SERVICE}/RemoveImage", None, None)  # raw bytes both ways
         with pytest.raises(grpc.RpcError) as caught:

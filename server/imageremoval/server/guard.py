@@ -17,9 +17,10 @@ OnReject = Callable[[str, RemovalError], None]
 
 
 def transport_limit(limit: int) -> int:
-    """gRPC's own receive limit: twice ours, so a request a little over ours still gets our ErrorInfo, log line
-    and count, while nothing far larger is buffered or inflated (gRPC refuses it, RESOURCE_EXHAUSTED)."""
-    return 2 * limit
+    """gRPC's own receive limit: ours plus as much again (at least 1 MiB), so a request somewhat over ours still
+    gets our ErrorInfo, log line and count, while nothing far larger is buffered or inflated in full (gRPC
+    refuses it as it arrives: RESOURCE_EXHAUSTED, without ErrorInfo)."""
+    return limit + max(limit, 1024 * 1024)
 
 
 @dataclass(frozen=True)
