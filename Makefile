@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 HAND_WRITTEN := server client tests api/generate.py bench
 
-.PHONY: run test host-deps test-host-deps venv lint typecheck buf-lint generate check-generate pytest bench clean
+.PHONY: run test host-deps containerd2 test-host-deps venv lint typecheck buf-lint generate check-generate pytest bench clean
 
 ## Debian packages the service needs (containerd, runc); installed only when missing.
 host-deps:
@@ -36,9 +36,31 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+## containerd 2.x beside Debian's 1.6: `go install` of the pinned release (tools/containerd-v2.version) into
+## .tools/containerd-<version>/bin, built once per pin; Go's own build and module caches stay where Go keeps them.
+CONTAINERD2_VERSION := $(shell cat tools/containerd-v2.version)
+CONTAINERD2_DIR := .tools/containerd-$(CONTAINERD2_VERSION)
+CONTAINERD2_TAGS := no_btrfs no_devmapper no_zfs
+CONTAINERD2_CMDS := containerd ctr containerd-shim-runc-v2
+GO ?= $(or $(shell command -v go),/usr/local/go/bin/go)
+
+containerd2: $(CONTAINERD2_DIR)/.built
+
+$(CONTAINERD2_DIR)/.built: | host-deps
+	@test -x "$(GO)" || { echo "Go is needed to build containerd $(CONTAINERD2_VERSION) (set GO=/path/to/go)"; exit 1; }
+	rm -rf $(CONTAINERD2_DIR).tmp && mkdir -p $(CONTAINERD2_DIR).tmp/bin
+	CGO_ENABLED=0 GOBIN=$(CURDIR)/$(CONTAINERD2_DIR).tmp/bin GOFLAGS=-buildvcs=false $(GO) install \
+	  -tags "$(CONTAINERD2_TAGS)" $(foreach c,$(CONTAINERD2_CMDS),github.com/containerd/containerd/v2/cmd/$(c)@$(CONTAINERD2_VERSION))
+	touch $(CONTAINERD2_DIR).tmp/.built
+	find .tools -maxdepth 1 -name 'containerd-v2*' ! -name 'containerd-$(CONTAINERD2_VERSION).tmp' -exec rm -rf {} +
+	mv $(CONTAINERD2_DIR).tmp $(CONTAINERD2_DIR)
+
 ## Serve on 127.0.0.1:50051 against a private containerd (flags after ARGS=..., or IMAGEREMOVAL_* variables).
-run: host-deps venv
-	$(BIN)/imageremoval-server $(ARGS)
+## Debian's containerd by default; `make run CONTAINERD=2` starts the pinned 2.x build instead (its bin dir first
+## on PATH, so its own ctr and shim are used too).
+CONTAINERD ?= 1.6
+run: host-deps venv $(if $(filter 2,$(CONTAINERD)),containerd2)
+	$(if $(filter 2,$(CONTAINERD)),PATH="$(CURDIR)/$(CONTAINERD2_DIR)/bin:$$PATH") $(BIN)/imageremoval-server $(ARGS)
 
 ## Everything CI checks: lint, generated code, types, API lint, then pytest against a real containerd.
 test: test-host-deps venv lint check-generate typecheck buf-lint buf-breaking node-deps pytest
@@ -59,14 +81,21 @@ generate: venv
 check-generate: venv
 	$(BIN)/python api/generate.py --check
 
-pytest: venv
-	$(BIN)/pytest $(PYTEST_ARGS)
+## The suite once per containerd version (IMAGEREMOVAL_TEST_CONTAINERD, read by tests/conftest.py); every
+## version runs even if an earlier one failed, and the target fails if any did.
+CONTAINERD_VERSIONS ?= 1.6 2
+pytest: venv $(if $(filter 2,$(CONTAINERD_VERSIONS)),containerd2)
+	@failed=""; for version in $(CONTAINERD_VERSIONS); do \
+	  echo "=== pytest against containerd $$version (IMAGEREMOVAL_TEST_CONTAINERD=$$version) ==="; \
+	  IMAGEREMOVAL_TEST_CONTAINERD=$$version $(BIN)/pytest $(PYTEST_ARGS) || failed="$$failed $$version"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "pytest failed against containerd:$$failed"; exit 1; fi
 
 bench: host-deps venv
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache .tools
 
 .PHONY: node-deps buf-breaking
 

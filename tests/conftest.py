@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from imageremoval.client import ImageRemovalClient
 from imageremoval.server.app import App, create_server
 from imageremoval.server.config import ServerConfig
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.daemon import ContainerdBinary, DaemonError, PrivateContainerd
 
 from .support.ctr import Ctr
 from .support.images import Layer, busybox_layer
@@ -29,6 +29,46 @@ from .support.invariant import broken_images
 from .support.store import Store
 
 _counter = itertools.count()
+
+REPO = Path(__file__).resolve().parent.parent
+# Which containerd the suite runs against: "1.6" (Debian's, on PATH; the default) or "2" (the pinned build that
+# `make containerd2` puts in .tools/). `make test` runs the suite once per version.
+CONTAINERD_VARIABLE = "IMAGEREMOVAL_TEST_CONTAINERD"
+CONTAINERD_CHOICES = ("1.6", "2")
+
+
+def _containerd2_bin() -> Path:
+    pinned = (REPO / "tools" / "containerd-v2.version").read_text().strip()
+    return REPO / ".tools" / f"containerd-{pinned}" / "bin"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Put the chosen containerd (and its own ctr and shim) first on PATH for the whole run."""
+    choice = os.environ.get(CONTAINERD_VARIABLE, "1.6")
+    if choice not in CONTAINERD_CHOICES:
+        raise pytest.UsageError(f"{CONTAINERD_VARIABLE}={choice!r}: expected one of {', '.join(CONTAINERD_CHOICES)}")
+    if choice == "2":
+        folder = _containerd2_bin()
+        if not (folder / "containerd").is_file():
+            raise pytest.UsageError(f"{CONTAINERD_VARIABLE}=2 needs {folder}/containerd: run `make containerd2`")
+        os.environ["PATH"] = os.pathsep.join([str(folder), os.environ.get("PATH", "")])
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Every run says which containerd it used."""
+    choice = os.environ.get(CONTAINERD_VARIABLE, "1.6")
+    try:
+        found = ContainerdBinary.find()
+    except DaemonError as exc:
+        return f"containerd ({CONTAINERD_VARIABLE}={choice}): {exc}"
+    return f"containerd {found.version} at {found.path} ({CONTAINERD_VARIABLE}={choice})"
+
+
+def _check_version(daemon: PrivateContainerd) -> None:
+    choice = os.environ.get(CONTAINERD_VARIABLE, "1.6")
+    assert daemon.version is not None
+    if not daemon.version.version.startswith(f"{choice}."):
+        pytest.fail(f"{CONTAINERD_VARIABLE}={choice} but the private containerd is {daemon.version.version}")
 
 
 def _require_containerd() -> None:
@@ -50,6 +90,7 @@ def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCont
     _require_containerd()
     daemon = PrivateContainerd(tmp_path_factory.mktemp("containerd"))
     daemon.start()
+    _check_version(daemon)
     yield daemon
     daemon.stop()
 
