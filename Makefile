@@ -63,7 +63,7 @@ run: host-deps venv $(if $(filter 2,$(CONTAINERD)),containerd2)
 	$(if $(filter 2,$(CONTAINERD)),PATH="$(CURDIR)/$(CONTAINERD2_DIR)/bin:$$PATH") $(BIN)/imageremoval-server $(ARGS)
 
 ## Everything CI checks: lint, generated code, types, API lint, then pytest against a real containerd.
-test: test-host-deps venv lint check-generate typecheck buf-lint buf-breaking node-deps pytest
+test: test-host-deps venv lint check-generate typecheck buf-lint buf-breaking node-deps go-client-deps java-client-deps pytest
 
 lint: venv
 	$(BIN)/ruff check $(wildcard $(HAND_WRITTEN))
@@ -109,3 +109,22 @@ tests/node/node_modules/.package-lock.json: tests/node/package-lock.json | test-
 ## API changes that would break generated clients fail against the last released API (api/released/).
 buf-breaking: venv
 	$(BIN)/buf breaking --against api/released/imageremoval-v1.binpb
+
+.PHONY: go-client-deps java-client-deps
+
+## The Go client test's code generators, pinned, with `go install` (rebuilt when a pin changes); `go test` takes
+## the test module's dependencies as tests/go/go.sum locks them, into Go's own module cache.
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GO_PLUGINS_STAMP := .tools/go-plugins/.built-$(PROTOC_GEN_GO_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)
+
+go-client-deps: $(GO_PLUGINS_STAMP)
+
+$(GO_PLUGINS_STAMP):
+	@test -x "$(GO)" || { echo "Go is needed for the Go client test (set GO=/path/to/go)"; exit 1; }
+	rm -rf .tools/go-plugins && mkdir -p .tools/go-plugins/bin
+	CGO_ENABLED=0 GOBIN=$(CURDIR)/.tools/go-plugins/bin $(GO) install \
+	  google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	CGO_ENABLED=0 GOBIN=$(CURDIR)/.tools/go-plugins/bin $(GO) install \
+	  google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	touch $@
