@@ -128,3 +128,16 @@ $(GO_PLUGINS_STAMP):
 	CGO_ENABLED=0 GOBIN=$(CURDIR)/.tools/go-plugins/bin $(GO) install \
 	  google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	touch $@
+
+## The Java client test's toolchain (Debian's JDK and Maven when missing) and its Maven artifacts (plugins, protoc,
+## grpc-java's generator, libraries) fetched into ~/.m2 once per pom.xml; the test itself runs `mvn -q test`.
+JAVA_STAMP := .tools/java-client/.fetched-$(shell sha256sum tests/java/pom.xml | cut -c1-12)
+
+java-client-deps: $(JAVA_STAMP)
+
+$(JAVA_STAMP):
+	@if ! command -v mvn >/dev/null || ! command -v javac >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends maven default-jdk-headless; \
+	fi
+	mvn -q -B -f tests/java/pom.xml test-compile
+	rm -rf .tools/java-client && mkdir -p .tools/java-client && touch $@
