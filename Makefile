@@ -112,11 +112,13 @@ buf-breaking: venv
 
 .PHONY: go-client-deps java-client-deps
 
-## The Go client test's code generators, pinned, with `go install` (rebuilt when a pin changes); `go test` takes
+## The Go client test's code generators and grpcurl (for the reflection test), pinned, with `go install` (rebuilt
+## when a pin changes); `go test` takes
 ## the test module's dependencies as tests/go/go.sum locks them, into Go's own module cache.
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
-GO_PLUGINS_STAMP := .tools/go-plugins/.built-$(PROTOC_GEN_GO_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)
+GRPCURL_VERSION := v1.9.4
+GO_PLUGINS_STAMP := .tools/go-plugins/.built-$(PROTOC_GEN_GO_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)-$(GRPCURL_VERSION)
 
 go-client-deps: $(GO_PLUGINS_STAMP)
 
@@ -127,6 +129,8 @@ $(GO_PLUGINS_STAMP):
 	  google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	CGO_ENABLED=0 GOBIN=$(CURDIR)/.tools/go-plugins/bin $(GO) install \
 	  google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	CGO_ENABLED=0 GOBIN=$(CURDIR)/.tools/go-plugins/bin $(GO) install \
+	  github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 	touch $@
 
 ## The Java client test's toolchain (Debian's JDK and Maven when missing) and its Maven artifacts (plugins, protoc,

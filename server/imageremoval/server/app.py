@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
@@ -26,6 +25,7 @@ from .health import DrainingHealthServicer
 from .listeners import ListenError, UnixListener, check_port_free
 from .metrics import RemovalMetrics, RequestRejections, ServiceGauges
 from .policy import RemovalPolicy
+from .reflection import enable_reflection
 from .removal import ImageRemover
 from .rpc_telemetry import ContainerdTracing, ServerTelemetry, dup_mode
 from .security import server_credentials
@@ -83,7 +83,7 @@ class App:
                     health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING
                 )
                 if up:
-                    _log.info("containerd answers; serving", extra={"containerdVersion": version})
+                    _log.info("containerd %s answers; serving", version, extra={"containerdVersion": version})
                 serving = up
             await asyncio.sleep(HEALTH_POLL_SECONDS if up else 0.2)
 
@@ -178,10 +178,7 @@ def create_server(
     )
     health = DrainingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    enable_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     credentials = server_credentials(config.tls) if config.tls is not None else None
     tcp_port = 0
     sockets: list[UnixListener] = []
