@@ -458,12 +458,23 @@ class ImageRemover:
         try:
             await self._client.delete_image(request.namespace, record.name, record.target, sync=sync)
         except NotFoundInContainerd:
-            if request.allow_missing:
+            # containerd 2.x also answers NotFound when the name now points elsewhere (its target check):
+            # that name is not gone, and must not be reported as deleted.
+            if request.allow_missing and not await self._still_named(request.namespace, record.name):
+                if sync:
+                    await self._collect_garbage(request.namespace)  # the wait this delete would have done
                 return False  # a concurrent remover got there first: that is what we wanted
             raise ImageChanged(
                 f"image {familiar_name(record.name)} was removed or moved by someone else during removal",
                 {"imageId": record.image_id, "reference": familiar_name(record.name)},
             ) from None
+        return True
+
+    async def _still_named(self, namespace: str, name: str) -> bool:
+        try:
+            await self._client.get_image(namespace, name)
+        except NotFoundInContainerd:
+            return False
         return True
 
     # parents (org.mobyproject.image.parent)
