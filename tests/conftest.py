@@ -64,6 +64,11 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"containerd {found.version} at {found.path} ({CONTAINERD_VARIABLE}={choice})"
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Said again at the end, where -q does not hide it."""
+    terminalreporter.write_line(pytest_report_header(terminalreporter.config))
+
+
 def _check_version(daemon: PrivateContainerd) -> None:
     choice = os.environ.get(CONTAINERD_VARIABLE, "1.6")
     assert daemon.version is not None
