@@ -201,7 +201,8 @@ class PrivateContainerd:
                 raise DaemonError(f"containerd exited with {code}; see {self._log_file}")
             if self._accepts_connections():
                 _log.info(
-                    "private containerd ready",
+                    "private containerd %s ready",
+                    binary.version,
                     extra={"address": self.address, "root": str(self.root), "containerdVersion": binary.version},
                 )
                 return self.address
