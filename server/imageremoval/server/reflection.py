@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from types import ModuleType
 from typing import Any
 
 import grpc
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
-from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha import reflection, reflection_pb2
-
-from imageremoval.gen.v1 import image_removal_pb2
-
-# The files a client may learn about: our API, and the health and reflection services on the same port.
-PUBLISHED: tuple[ModuleType, ...] = (image_removal_pb2, health_pb2, reflection_pb2)
+from grpc_reflection.v1alpha import reflection, reflection_pb2  # noqa: F401 (registers reflection.proto)
 
 
 class PublishedPool:
-    """A descriptor pool of just the published files; a method's name finds its service's file, as grpcurl's
-    `describe Service.Method` asks (the upb pool only knows messages, fields, enums and services)."""
+    """A descriptor pool of just the files that declare the served services (and what they import); a
+    method's name finds its service's file, as grpcurl's `describe Service.Method` asks (the upb pool only
+    knows messages, fields, enums and services)."""
 
-    def __init__(self, modules: Iterable[ModuleType] = PUBLISHED) -> None:
+    def __init__(self, service_names: Iterable[str]) -> None:
         self._pool = descriptor_pool.DescriptorPool()
-        for module in modules:
-            self._add(module.DESCRIPTOR)
+        for name in service_names:
+            self._add(descriptor_pool.Default().FindServiceByName(name).file)
 
     def _add(self, file: descriptor.FileDescriptor) -> None:
         for dependency in file.dependencies:
@@ -56,4 +50,4 @@ class PublishedPool:
 def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
     """Serve grpc.reflection.v1alpha for service_names, describing only the published files."""
     names = (*service_names, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server, pool=PublishedPool())  # type: ignore[arg-type]
+    reflection.enable_server_reflection(names, server, pool=PublishedPool(names))  # type: ignore[arg-type]
