@@ -78,6 +78,31 @@ def run_protoc(protos: list[str], out_dir: Path) -> None:
         raise SystemExit(f"generate.py: protoc failed with exit code {result.returncode}")
 
 
+# Our API's descriptors with their comments (source info), which the generated modules do not keep: server
+# reflection serves them so that grpcurl and buf curl show the documentation.
+DOCUMENTED_SET = Path("imageremoval", "v1", "image_removal.binpb")
+
+
+def run_protoc_documented(protos: list[str], out_dir: Path) -> None:
+    """A FileDescriptorSet of our API (not containerd's) with comments, at out_dir/DOCUMENTED_SET."""
+    ours = [p for p in protos if p.startswith("imageremoval/")]
+    target = out_dir / DOCUMENTED_SET
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        "-Iapi",
+        "--include_source_info",
+        f"--descriptor_set_out={target}",
+        *(f"api/{proto}" for proto in ours),
+    ]
+    result = subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"generate.py: protoc (descriptor set) failed with exit code {result.returncode}")
+
+
 def destination(rel: Path) -> Path | None:
     """Map a protoc output path (relative to its out dir) to its path relative to gen/."""
     parts = rel.parts
@@ -93,12 +118,16 @@ def build(out_dir: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="imageremoval-protoc-") as raw:
         raw_dir = Path(raw)
         run_protoc(find_protos(), raw_dir)
+        run_protoc_documented(find_protos(), raw_dir)
         for src in sorted(p for p in raw_dir.rglob("*") if p.is_file()):
             rel = destination(src.relative_to(raw_dir))
             if rel is None:
                 raise SystemExit(f"generate.py: unexpected protoc output {src.relative_to(raw_dir)}")
             dst = out_dir / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.suffix == ".binpb":
+                dst.write_bytes(src.read_bytes())
+                continue
             text = src.read_text(encoding="utf-8")
             if dst.suffix in {".py", ".pyi"}:
                 text = rewrite_imports(text)

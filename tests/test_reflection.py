@@ -70,6 +70,15 @@ def test_every_symbol_of_our_api_finds_its_file(server: Server, symbol: str) -> 
     assert _files(reply) == ["imageremoval/v1/image_removal.proto"]
 
 
+def test_our_api_is_described_with_its_comments(server: Server) -> None:
+    (reply,) = _ask(server.target, Request(file_containing_symbol=SERVICE))
+    (raw,) = reply.file_descriptor_response.file_descriptor_proto
+    file = descriptor_pb2.FileDescriptorProto.FromString(raw)
+    comments = [location.leading_comments for location in file.source_code_info.location]
+    assert any(c.startswith(" RemoveImage removes one image reference") for c in comments)
+    assert any(c.startswith(" RemoveImageRequest names the image to remove") for c in comments)
+
+
 def test_an_unknown_method_of_our_service_is_not_found(server: Server) -> None:
     (reply,) = _ask(server.target, Request(file_containing_symbol=f"{SERVICE}.Nope"))
     assert reply.WhichOneof("message_response") == "error_response"
