@@ -113,8 +113,8 @@ buf-breaking: venv
 .PHONY: go-client-deps java-client-deps
 
 ## The Go client test's code generators and grpcurl (for the reflection test), pinned, with `go install` (rebuilt
-## when a pin changes); `go test` takes
-## the test module's dependencies as tests/go/go.sum locks them, into Go's own module cache.
+## when a pin changes); `go test` takes the test module's dependencies as tests/go/go.sum locks them, into Go's
+## own module cache.
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GRPCURL_VERSION := v1.9.4
