@@ -35,7 +35,9 @@ def test_ctr_events_prints_our_events_without_a_warning(
         output, _ = watcher.communicate(timeout=10)
     assert events.ours() == [(t.TOPIC_UNTAG, "ev:1"), (t.TOPIC_UNTAG, "ev:2"), (t.TOPIC_DELETE, image_id)]
     assert all(e.payload.type_url == t.EVENT_TYPE_URL for e in events.events if e.topic.startswith("/imageremoval/"))
-    assert "cannot unmarshal" not in output and "level=warning" not in output, output
+    # ctr 2.x warns on every start on a cgroup v1 host (as this one is); that says nothing about our events.
+    warnings = [line for line in output.splitlines() if "level=warning" in line and "cgroup v1" not in line]
+    assert "cannot unmarshal" not in output and not warnings, output
     ours = [line for line in output.splitlines() if "/imageremoval/" in line]
     assert [line.split()[-1] for line in ours] == [
         '{"name":"ev:1"}',
