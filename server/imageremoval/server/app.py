@@ -51,6 +51,8 @@ class App:
     drain_seconds: float = 0.0
     unix_sockets: tuple[UnixListener, ...] = ()
     gauges: ServiceGauges | None = None
+    health_server: grpc.aio.Server | None = None  # plaintext grpc.health.v1 only (--health-listen)
+    health_port: int = 0
     _monitor: asyncio.Task[None] | None = field(default=None)
     _stopping: bool = False
 
@@ -58,6 +60,8 @@ class App:
         """Serve, NOT_SERVING until containerd answers."""
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         self._monitor = asyncio.create_task(self._watch_containerd(), name="containerd-health")
 
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
@@ -103,6 +107,8 @@ class App:
         await self.server.stop(grace)
         for listener in self.unix_sockets:
             listener.remove()
+        if self.health_server is not None:
+            await self.health_server.stop(0)  # probes saw NOT_SERVING for the whole drain
         await self.remover.drain(grace)
         await self.client.close()
 
@@ -180,6 +186,8 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     enable_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     credentials = server_credentials(config.tls) if config.tls is not None else None
+    # First, so a failure leaves no socket behind; the same interceptors guard it as the main port.
+    health_server, health_port = _health_only_server(config, health, interceptors)
     tcp_port = 0
     sockets: list[UnixListener] = []
     try:
@@ -218,4 +226,30 @@ def create_server(
         drain_seconds=config.drain_seconds,
         unix_sockets=tuple(sockets),
         gauges=ServiceGauges(meter_provider) if measuring else None,
+        health_server=health_server,
+        health_port=health_port,
     )
+
+
+def _health_only_server(
+    config: ServerConfig, health: DrainingHealthServicer, interceptors: Sequence[Any]
+) -> tuple[grpc.aio.Server | None, int]:
+    """The --health-listen server: the same health servicer (so the same answers), nothing else, plaintext,
+    because Kubernetes' gRPC probes cannot speak TLS."""
+    if config.health_listen is None:
+        return None, 0
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4096)],
+        maximum_concurrent_rpcs=64,
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    host, port = parse_listen(config.health_listen)
+    check_port_free(host, port)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # gRPC's "Failed to bind": the port was taken after our check
+        bound = 0
+    if bound == 0:
+        raise ListenError(f"cannot listen on {config.health_listen} (--health-listen): the port is not available")
+    return server, bound

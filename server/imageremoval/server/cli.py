@@ -40,6 +40,8 @@ async def serve(config: ServerConfig, containerd_address: str, telemetry: Teleme
         containerd_address,
         config.namespace,
     )
+    if app.health_server is not None:
+        _log.info("serving grpc.health.v1 only, plaintext, on port %d (--health-listen)", app.health_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

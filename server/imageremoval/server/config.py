@@ -65,6 +65,7 @@ class ServerConfig:
     log_level: str = "INFO"
     log_format: str = "auto"
     metrics_listen: str | None = None
+    health_listen: str | None = None
     insecure: bool = False
     tls: TlsConfig | None = None
     allowed_namespaces: frozenset[str] | None = None
@@ -142,6 +143,10 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--log-level", "DEBUG, INFO, WARNING or ERROR", "INFO"),
     _Option("--log-format", "json, text, or auto (JSON unless stderr is a terminal)", "auto"),
     _Option("--metrics-listen", "HOST:PORT for the Prometheus /metrics endpoint (default: off)"),
+    _Option(
+        "--health-listen",
+        "HOST:PORT serving only grpc.health.v1 in plaintext, for probes when TLS is on (loopback unless --insecure)",
+    ),
     _Option("--insecure", "allow plaintext on a non-loopback TCP address", boolean=True),
     _Option("--tls-cert", "server certificate (PEM); re-read when the file changes"),
     _Option("--tls-key", "server private key (PEM)"),
@@ -250,6 +255,16 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
                 f"{named['listen']}: plaintext on non-loopback address {address} must be asked for with "
                 f"--insecure ({ENV_PREFIX}INSECURE=true), or configure --tls-cert and --tls-key"
             )
+    health_listen = raw["health_listen"].strip() or None
+    if health_listen is not None:
+        if is_unix(health_listen):
+            raise ConfigError(f"{named['health_listen']}: expected HOST:PORT, got {health_listen!r}")
+        health_host, _ = parse_listen(health_listen)
+        if not insecure and not is_loopback(health_host):
+            raise ConfigError(
+                f"{named['health_listen']}: the plaintext health listener on non-loopback address {health_listen} "
+                f"must be asked for with --insecure ({ENV_PREFIX}INSECURE=true)"
+            )
     namespace = raw["namespace"]
     if not is_valid_namespace(namespace):
         raise ConfigError(f"{named['namespace']}: {namespace!r} is not a valid containerd namespace")
@@ -296,6 +311,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         log_level=log_level,
         log_format=log_format,
         metrics_listen=metrics_listen,
+        health_listen=health_listen,
         insecure=insecure,
         tls=tls,
         allowed_namespaces=allowed or None,
