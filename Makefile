@@ -145,3 +145,50 @@ $(JAVA_STAMP):
 	fi
 	mvn -q -B -f tests/java/pom.xml test-compile
 	rm -rf .tools/java-client && mkdir -p .tools/java-client && touch $@
+
+.PHONY: deploy-deps helm manifests image image-test
+
+## Debian tools the deployment tests use: nginx (proxy test), systemd-analyze (unit test), mmdebstrap and umoci
+## (container image). nginx is installed with its service start blocked, so no port 80 is ever bound.
+deploy-deps:
+	@missing=""; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
+	command -v umoci >/dev/null || missing="$$missing umoci"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  blocker=/usr/sbin/policy-rc.d; placed=""; \
+	  if [ ! -e $$blocker ]; then printf '#!/bin/sh\nexit 101\n' >$$blocker && chmod 755 $$blocker && placed=1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  status=$$?; [ -n "$$placed" ] && rm -f $$blocker; exit $$status; \
+	fi
+
+## helm, built from its Go module (the Go module proxy is reachable, prebuilt binaries are not); kept per version.
+HELM_VERSION := v3.22.0
+HELM := build/tools/helm-$(HELM_VERSION)
+helm: $(HELM)
+$(HELM):
+	mkdir -p build/tools
+	GOBIN=$(CURDIR)/build/tools/.go-$(HELM_VERSION) go install -ldflags '-s -w' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv build/tools/.go-$(HELM_VERSION)/helm $@ && rmdir build/tools/.go-$(HELM_VERSION)
+	ln -sf $(notdir $@) build/tools/helm
+
+## The plain manifests in deploy/kubernetes are the chart rendered for k8s and k3s (tests/test_chart.py checks).
+manifests: $(HELM)
+	mkdir -p deploy/kubernetes/k3s
+	$(HELM) template imageremoval deploy/helm/imageremoval --kube-version 1.30.0 >deploy/kubernetes/imageremoval.yaml
+	$(HELM) template imageremoval deploy/helm/imageremoval --kube-version 1.30.0 \
+	  -f deploy/helm/imageremoval/values-k3s.yaml >deploy/kubernetes/k3s/imageremoval.yaml
+
+## The service's OCI image (deploy/image/build.sh), rebuilt only when its inputs change: the key hashes the
+## build script, pyproject.toml and every source file that goes into the wheel.
+IMAGE_INPUTS := deploy/image/build.sh pyproject.toml README.md $(shell find server client api/python -type f -name '*.py*' 2>/dev/null | sort)
+IMAGE_KEY := $(shell cat $(IMAGE_INPUTS) | sha256sum | cut -c1-12)
+IMAGE_TAR := build/image/imageremoval-$(IMAGE_KEY).oci.tar
+image: deploy-deps venv
+	@if [ -f $(IMAGE_TAR) ]; then echo "image up to date: $(IMAGE_TAR)"; else \
+	  rm -f build/image/imageremoval-*.oci.tar; \
+	  start=$$(date +%s); deploy/image/build.sh $(IMAGE_TAR) && \
+	  echo "image built in $$(( $$(date +%s) - start )) s"; fi
+	@ln -sf $(notdir $(IMAGE_TAR)) build/image/imageremoval.oci.tar
