@@ -63,7 +63,7 @@ run: host-deps venv $(if $(filter 2,$(CONTAINERD)),containerd2)
 	$(if $(filter 2,$(CONTAINERD)),PATH="$(CURDIR)/$(CONTAINERD2_DIR)/bin:$$PATH") $(BIN)/imageremoval-server $(ARGS)
 
 ## Everything CI checks: lint, generated code, types, API lint, then pytest against a real containerd.
-test: test-host-deps venv lint check-generate typecheck buf-lint buf-breaking node-deps go-client-deps java-client-deps pytest
+test: test-host-deps venv lint check-generate typecheck buf-lint buf-breaking node-deps go-client-deps java-client-deps deploy-deps helm image pytest
 
 lint: venv
 	$(BIN)/ruff check $(wildcard $(HAND_WRITTEN))
