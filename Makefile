@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
-HAND_WRITTEN := server client tests api/generate.py bench
+HAND_WRITTEN := server client tests api/generate.py bench demo
 
 .PHONY: run test host-deps containerd2 test-host-deps venv lint typecheck buf-lint generate check-generate pytest bench clean
 
@@ -57,10 +57,22 @@ $(CONTAINERD2_DIR)/.built: | host-deps
 
 ## Serve on 127.0.0.1:50051 against a private containerd (flags after ARGS=..., or IMAGEREMOVAL_* variables).
 ## Debian's containerd by default; `make run CONTAINERD=2` starts the pinned 2.x build instead (its bin dir first
-## on PATH, so its own ctr and shim are used too).
+## on PATH, so its own ctr and shim are used too). Once serving, it prints three commands to try on a sample image
+## it builds from Debian's static busybox.
 CONTAINERD ?= 1.6
-run: host-deps venv $(if $(filter 2,$(CONTAINERD)),containerd2)
-	$(if $(filter 2,$(CONTAINERD)),PATH="$(CURDIR)/$(CONTAINERD2_DIR)/bin:$$PATH") $(BIN)/imageremoval-server $(ARGS)
+run: host-deps busybox-dep venv $(if $(filter 2,$(CONTAINERD)),containerd2)
+	@$(BIN)/python -m demo sample >/dev/null
+	@$(BIN)/python -m demo hints $(ARGS) & \
+	$(if $(filter 2,$(CONTAINERD)),PATH="$(CURDIR)/$(CONTAINERD2_DIR)/bin:$$PATH") exec $(BIN)/imageremoval-server $(ARGS)
+
+## Sample images for every kind of answer (one with a running container) in `make run`'s containerd.
+demo: busybox-dep venv
+	$(BIN)/python -m demo load $(ARGS)
+
+busybox-dep:
+	@if [ ! -x /bin/busybox ] || ! dpkg -s busybox-static >/dev/null 2>&1; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends busybox-static; \
+	fi
 
 ## Everything CI checks: lint, generated code, types, API lint, then pytest against a real containerd.
 test: test-host-deps venv lint check-generate typecheck buf-lint buf-breaking node-deps go-client-deps java-client-deps deploy-deps helm image pytest
@@ -146,7 +158,7 @@ $(JAVA_STAMP):
 	mvn -q -B -f tests/java/pom.xml test-compile
 	rm -rf .tools/java-client && mkdir -p .tools/java-client && touch $@
 
-.PHONY: deploy-deps helm manifests image image-test
+.PHONY: deploy-deps helm manifests image demo busybox-dep
 
 ## Debian tools the deployment tests use: nginx (proxy test), systemd-analyze (unit test), mmdebstrap and umoci
 ## (container image). nginx is installed with its service start blocked, so no port 80 is ever bound.
