@@ -195,7 +195,7 @@ manifests: $(HELM)
 
 ## The service's OCI image (deploy/image/build.sh), rebuilt only when its inputs change: the key hashes the
 ## build script, pyproject.toml and every source file that goes into the wheel.
-IMAGE_INPUTS := deploy/image/build.sh pyproject.toml README.md $(shell find server client api/python -type f -name '*.py*' 2>/dev/null | sort)
+IMAGE_INPUTS := deploy/image/build.sh pyproject.toml README.md $(shell find server client api/python -type f \( -name '*.py' -o -name '*.pyi' -o -name py.typed \) -not -path '*/__pycache__/*' 2>/dev/null | sort)
 IMAGE_KEY := $(shell cat $(IMAGE_INPUTS) | sha256sum | cut -c1-12)
 IMAGE_TAR := build/image/imageremoval-$(IMAGE_KEY).oci.tar
 image: deploy-deps venv
