@@ -19,8 +19,10 @@ trap 'rm -rf "$work"' EXIT
 "$repo/.venv/bin/pip" wheel -q --disable-pip-version-check -w "$work/wheels" "$repo"
 
 # Only what the server runs on: python3 and the venv module; no apt, no shell tools beyond Essential.
-# Docs, man pages and translations never land; pip's cache is not kept.
+# Docs, man pages and translations never land; pip's cache is not kept. The merged-usr hook lays out /usr
+# itself, so the usrmerge package (and the perl it pulls in, 45 MiB) is never installed.
 mmdebstrap --quiet --variant=essential --include=python3,python3-venv,libstdc++6 \
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --customize-hook="copy-in $work/wheels /tmp" \
@@ -28,7 +30,7 @@ mmdebstrap --quiet --variant=essential --include=python3,python3-venv,libstdc++6
   --customize-hook='chroot "$1" env -i PATH=/usr/bin:/bin /opt/imageremoval/bin/pip install -q --no-cache-dir --disable-pip-version-check --no-index --find-links /tmp/wheels imageremoval' \
   --customize-hook='chroot "$1" env -i PATH=/usr/bin:/bin /opt/imageremoval/bin/pip uninstall -q -y pip setuptools' \
   --customize-hook='rm -rf "$1"/tmp/* "$1"/var/cache/* "$1"/var/lib/apt/lists/* "$1"/var/log/*' \
-  "$suite" "$work/rootfs"
+  "$suite" "$work/rootfs" >"$work/mmdebstrap.log" 2>&1 || { cat "$work/mmdebstrap.log"; exit 1; }
 
 layout="$work/oci"
 umoci init --layout "$layout"
