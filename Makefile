@@ -182,7 +182,7 @@ HELM := build/tools/helm-$(HELM_VERSION)
 helm: $(HELM)
 $(HELM):
 	mkdir -p build/tools
-	GOBIN=$(CURDIR)/build/tools/.go-$(HELM_VERSION) go install -ldflags '-s -w' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	GOBIN=$(CURDIR)/build/tools/.go-$(HELM_VERSION) $(GO) install -ldflags '-s -w' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv build/tools/.go-$(HELM_VERSION)/helm $@ && rmdir build/tools/.go-$(HELM_VERSION)
 	ln -sf $(notdir $@) build/tools/helm
 
