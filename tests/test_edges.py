@@ -224,10 +224,13 @@ def test_a_common_name_that_spells_a_spiffe_id_is_not_that_spiffe_id(
         thread.stop()
 
 
+@pytest.mark.parametrize("cert_file", ["leaf", "fullchain"])
 def test_a_deleted_client_ca_file_stops_trusting_that_ca(
-    containerd: PrivateContainerd, authority: tuple[Authority, Path, tuple[Path, Path]]
+    containerd: PrivateContainerd, authority: tuple[Authority, Path, tuple[Path, Path]], cert_file: str
 ) -> None:
     ca, ca_file, (cert, key) = authority
+    if cert_file == "fullchain":  # leaf + the CA that also signs clients, as fullchain.pem files are
+        cert.write_bytes(cert.read_bytes() + ca.pem)
     alice = ca.issue("alice")
     thread = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0", tls=TlsConfig(cert, key, ca_file)))
     try:

@@ -275,22 +275,6 @@ class ContainerdClient:
             for process in reply.tasks
         }
 
-    async def snapshots_on(self, namespace: str, snapshotter: str, parents: Iterable[str]) -> dict[str, str]:
-        """Snapshots (key -> parent) whose parent is one of these chain IDs: containers' root filesystems."""
-        request = snapshots_pb2.ListSnapshotsRequest(
-            snapshotter=snapshotter, filters=[f"parent=={quote(p)}" for p in parents]
-        )
-        found: dict[str, str] = {}
-        try:
-            stream = self._snapshots.List(
-                request, metadata=self._metadata(namespace), timeout=self._timeout_for("snapshots.list")
-            )
-            async for reply in stream:
-                found.update({info.name: info.parent for info in reply.info})
-        except grpc.aio.AioRpcError as exc:
-            raise _translate(exc, "snapshots.list") from None
-        return found
-
     async def list_snapshots(self, namespace: str, snapshotter: str) -> list[SnapshotInfo]:
         """Every snapshot of one snapshotter in the namespace (an unknown kind counts as active: mounted)."""
         request = snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter)

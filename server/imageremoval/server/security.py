@@ -19,7 +19,8 @@ class RotatingCertificates:
     """Re-reads the certificate, key and client CA when any of the files changes (checked per handshake).
 
     A deleted client-CA file revokes trust instead of leaving the old CA in force: until the file is back,
-    the only trust anchor is our own server certificate, which no client certificate chains to.
+    the only trust anchor is our own leaf certificate (the first PEM block of the cert file, never the rest of
+    a full chain, which may hold the CA that signs clients), and no client certificate chains to a leaf.
     """
 
     tls: TlsConfig
@@ -60,7 +61,7 @@ class RotatingCertificates:
             _log.error(
                 "client CA file %s is gone: refusing every client certificate until it is back", self.tls.client_ca
             )
-            config = grpc.ssl_server_certificate_configuration(self._pair, root_certificates=self._pair[0][1])
+            config = grpc.ssl_server_certificate_configuration(self._pair, root_certificates=_leaf(self._pair[0][1]))
         elif missing:
             _log.warning("keeping the current certificate: %s missing", ", ".join(missing))
         else:
@@ -72,6 +73,15 @@ class RotatingCertificates:
             _log.info("TLS certificate files changed: new handshakes use the new certificate")
         self._stamp = stamp
         return config
+
+
+_PEM_END = b"-----END CERTIFICATE-----"
+
+
+def _leaf(chain: bytes) -> bytes:
+    """The first certificate of a PEM file (the server's own leaf), without the chain that may follow it."""
+    end = chain.find(_PEM_END)
+    return chain if end < 0 else chain[: end + len(_PEM_END)] + b"\n"
 
 
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
