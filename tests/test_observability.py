@@ -32,9 +32,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server import telemetry as t
-from imageremoval.server.config import ServerConfig
+from imageremoval.server.config import ServerConfig, parse_listen
 from imageremoval.server.daemon import PrivateContainerd
 from imageremoval.server.observability import service_version, telemetry_from_env
+from imageremoval.server.scrape import serve_metrics
 
 from .conftest import ServerThread
 from .support.images import file_layer, manifest
@@ -375,6 +376,17 @@ def test_every_outcome_is_on_the_endpoint_guard_refusals_included(scraped: tuple
     assert value("target_info", service_version=service_version()) == 1
     assert value("imageremoval_containerd_up") == 1
     assert value("process_resident_memory_bytes") > 0
+
+
+@pytest.mark.parametrize("listen", ["[::1]:0", "::1:0", "[::]:0", ":::0", "127.0.0.1:0"])
+def test_the_metrics_endpoint_listens_on_ipv6_bracketed_or_not(listen: str) -> None:
+    _, stop, port = serve_metrics(*parse_listen(listen))  # what --metrics-listen LISTEN starts
+    try:
+        host = "127.0.0.1" if listen.startswith("127.") else "[::1]"
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
+            assert reply.status == 200 and b"process_cpu_seconds_total" in reply.read()
+    finally:
+        stop()
 
 
 def test_the_metrics_port_answers_404_off_its_path(scraped: tuple[int, str]) -> None:

@@ -184,7 +184,9 @@ def telemetry_from_env(
         reader, stop, bound = serve_metrics(*metrics_listen)
         readers.append(reader)
         closers.append(stop)
-        _log.info("serving Prometheus metrics on http://%s:%d/metrics", metrics_listen[0], bound)
+        host = metrics_listen[0]
+        shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        _log.info("serving Prometheus metrics on http://%s:%d/metrics", shown, bound)
     meter_provider: metrics.MeterProvider = (
         MeterProvider(resource=resource, metric_readers=readers, views=views())
         if readers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,14 +36,29 @@ def metrics_app(registry: CollectorRegistry) -> Callable[..., Iterable[bytes]]:
     return app
 
 
+def _server_class(host: str, port: int) -> type[ThreadingWSGIServer]:
+    """The WSGI server for the host's address family: wsgiref's is IPv4 only, and `::1` or `::` need IPv6."""
+    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    return Server
+
+
 def serve_metrics(host: str, port: int) -> tuple[PrometheusMetricReader, Callable[[], None], int]:
-    """Start the endpoint in a daemon thread: the reader to give the meter provider, a stop function, the port."""
+    """Start the endpoint in a daemon thread: the reader to give the meter provider, a stop function, the port.
+
+    The host may be an IPv6 address, bracketed (`[::1]`, as --metrics-listen spells it) or not."""
+    host = host.strip("[]")
     registry = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=registry)  # process_*: CPU, RSS, virtual memory, fds, start time
     PlatformCollector(registry=registry)  # python_info
     GCCollector(registry=registry)  # python_gc_*
     reader = PrometheusMetricReader(registry=registry)  # target_info carries the resource (service.version)
-    server = make_server(host, port, metrics_app(registry), ThreadingWSGIServer, handler_class=_Quiet)
+    server = make_server(
+        host, port, metrics_app(registry), _server_class(host, port), handler_class=_Quiet
+    )
     thread = threading.Thread(target=server.serve_forever, name="prometheus-metrics", daemon=True)
     thread.start()
 
