@@ -17,6 +17,8 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
@@ -126,6 +128,44 @@ def test_every_refusal_has_its_line_guard_refusals_included(
     assert len(guard) == 1 and guard[0]["outcome"] == "invalid_argument"
     assert guard[0][t.LOG_RPC_METHOD] == f"{SERVICE}/RemoveImage" and guard[0][t.LOG_PEER].startswith("ipv4:")
     assert re.fullmatch(r"[0-9a-f]{32}", refused[t.LOG_TRACE_ID])  # this server traces
+
+
+def test_a_zero_message_call_is_refused_with_its_caller_a_span_and_a_duration(
+    containerd: PrivateContainerd, captured: tuple[io.StringIO, io.StringIO]
+) -> None:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    thread = ServerThread(
+        ServerConfig(listen="127.0.0.1:0"),
+        containerd.address,
+        tracer_provider,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel, pytest.raises(grpc.RpcError) as caught:
+            channel.stream_unary(f"/{SERVICE}/RemoveImage", None, None)(iter(()), timeout=10)  # half-closed, empty
+    finally:
+        thread.stop()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [line] = [r for r in _records(captured[0]) if r.get("reason") == "MALFORMED_REQUEST"]
+    assert line[t.LOG_PEER].startswith("ipv4:127.0.0.1:") and line[t.LOG_RPC_METHOD] == f"{SERVICE}/RemoveImage"
+    assert re.fullmatch(r"[0-9a-f]{32}", line[t.LOG_TRACE_ID])
+    [span] = [s for s in spans.get_finished_spans() if s.name == f"{SERVICE}/RemoveImage"]
+    assert (span.attributes or {})[t.RPC_STATUS] == "INVALID_ARGUMENT"
+    assert [e.name for e in span.events] == [t.EVENT_REFUSED]
+    data = reader.get_metrics_data()
+    assert data is not None
+    durations = [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == t.METRIC_RPC_DURATION
+        for point in metric.data.data_points
+    ]
+    assert [(p.attributes[t.RPC_STATUS], p.count) for p in durations] == [("INVALID_ARGUMENT", 1)]
 
 
 def test_an_oversized_request_is_refused_logged_and_counted(

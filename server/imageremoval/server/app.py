@@ -158,15 +158,15 @@ def create_server(
         ],
     )
     tracer = tracer_provider.get_tracer(TRACER_NAME)
-    # Outermost, every unary call gets an answer even without a request message; then one telemetry layer
-    # (caller for the logs, server span, RPC duration; health and reflection are not traced), then the guard,
-    # whose refusals (on every service) are logged and counted.
+    # Outermost, one telemetry layer (caller for the logs, server span, RPC duration; health and reflection are
+    # not traced), so everything inside is covered: then every unary call gets an answer even without a request
+    # message, then the guard, whose refusals (on every service) are logged and counted.
     rejections = RequestRejections(meter_provider if measuring else None)
     interceptors: list[Any] = [
-        AnswerEveryCall(on_reject=rejections),
         ServerTelemetry(
             tracer_provider if tracing else None, meter_provider if measuring else None, dup=dup_mode(os.environ)
         ),
+        AnswerEveryCall(on_reject=rejections),
         RequestGuard(config.limits.max_message_bytes, on_reject=rejections),
     ]
     server = grpc.aio.server(interceptors=interceptors, options=server_options(config.limits))
@@ -199,6 +199,8 @@ def create_server(
                 target = listener.prepare()
             else:
                 host, port = parse_listen(address)
+                # Checked again though the CLI checked before starting containerd: the port may have been
+                # taken since (and create_server has callers other than the CLI).
                 check_port_free(host, port)
                 target = f"{host}:{port}"
             try:

@@ -94,7 +94,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             streaming: Behavior = handler.unary_stream
 
             async def guarded_unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-                await _respond(streaming(await checked(request, context), context), context)
+                await respond(streaming(await checked(request, context), context), context)
 
             return grpc.unary_stream_rpc_method_handler(guarded_unary_stream, parse, serialize)
         if handler.stream_unary is not None:
@@ -108,12 +108,12 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         both: Behavior = handler.stream_stream
 
         async def guarded_stream_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-            await _respond(both(each(requests, context), context), context)
+            await respond(both(each(requests, context), context), context)
 
         return grpc.stream_stream_rpc_method_handler(guarded_stream_stream, parse, serialize)
 
 
-async def _respond(result: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+async def respond(result: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     """Run a streaming behaviour written either as an async generator or with context.write."""
     if inspect.isawaitable(result):
         await result
@@ -123,9 +123,10 @@ async def _respond(result: Any, context: grpc.aio.ServicerContext[Any, Any]) -> 
 
 
 class AnswerEveryCall(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Outermost: serves unary methods as request-streaming ones, so a call whose client half-closed without
-    a message is answered (INVALID_ARGUMENT MALFORMED_REQUEST). gRPC leaves such a unary call unanswered,
-    holding the shutdown for the whole grace period."""
+    """Just inside ServerTelemetry (so its refusals carry the caller, a span and a duration): serves unary
+    methods as request-streaming ones, so a call whose client half-closed without a message is answered
+    (INVALID_ARGUMENT MALFORMED_REQUEST). gRPC leaves such a unary call unanswered, holding the shutdown for
+    the whole grace period."""
 
     def __init__(self, on_reject: OnReject | None = None) -> None:
         self._on_reject = on_reject
@@ -160,6 +161,6 @@ class AnswerEveryCall(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         streaming: Behavior = handler.unary_stream
 
         async def one_then_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-            await _respond(streaming(await only(requests, context), context), context)
+            await respond(streaming(await only(requests, context), context), context)
 
         return grpc.stream_stream_rpc_method_handler(one_then_stream, parse, serialize)

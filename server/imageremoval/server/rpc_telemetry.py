@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,8 +21,9 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import telemetry as t
+from .guard import respond
 from .logs import CALLER, Caller
-from .observability import service_version
+from .metrics import meter
 from .security import peer_identities
 
 
@@ -58,10 +60,10 @@ class _Durations:
     """rpc.server.call.duration (s) and, in dup mode, the deprecated rpc.server.duration (ms)."""
 
     def __init__(self, provider: MeterProvider, dup: bool) -> None:
-        meter = provider.get_meter(t.METER_NAME, service_version(), schema_url=t.SCHEMA_URL)
-        self._seconds = meter.create_histogram(t.METRIC_RPC_DURATION, unit="s", description="Duration of inbound RPCs")
+        ours = meter(provider)
+        self._seconds = ours.create_histogram(t.METRIC_RPC_DURATION, unit="s", description="Duration of inbound RPCs")
         self._millis = (
-            meter.create_histogram(t.METRIC_OLD_RPC_DURATION, unit="ms", description="Duration of inbound RPCs")
+            ours.create_histogram(t.METRIC_OLD_RPC_DURATION, unit="ms", description="Duration of inbound RPCs")
             if dup
             else None
         )
@@ -87,6 +89,8 @@ class _Durations:
 class ServerTelemetry(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Outermost interceptor: the caller for log lines, the server span and the RPC duration, in one layer.
 
+    Being outermost, it also covers what the inner layers refuse (AnswerEveryCall's zero-message calls, the
+    guard's garbled or oversized requests), which by then are served as request-streaming methods.
     Health and reflection get the caller only (a probe every few seconds is not worth a span or a series).
     """
 
@@ -111,30 +115,34 @@ class ServerTelemetry(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         method = (handler_call_details.method or "").lstrip("/")
         observed = not method.startswith("grpc.")
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method, observed),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None and observed:
-            return grpc.unary_stream_rpc_method_handler(
-                self._unary_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        options: dict[str, Any] = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        many = handler.request_streaming
+        if handler.response_streaming:
+            streaming = self._streaming(handler.stream_stream if many else handler.unary_stream, method, observed)
+            if many:
+                return grpc.stream_stream_rpc_method_handler(streaming, **options)
+            return grpc.unary_stream_rpc_method_handler(streaming, **options)
+        unary = self._unary(handler.stream_unary if many else handler.unary_unary, method, observed)
+        if many:
+            return grpc.stream_unary_rpc_method_handler(unary, **options)
+        return grpc.unary_unary_rpc_method_handler(unary, **options)
 
-    def _enter(self, request: Any, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
-        request_id = getattr(request, "request_id", "")  # RemoveImageRequest field 8, where the API has it
+    def _enter(self, request: Any, context: grpc.aio.ServicerContext[Any, Any], method: str) -> Any:
+        """Set the caller; returns the request, or for a request stream one that notes the request ID."""
         CALLER.set(
             Caller(
                 method=method,
                 peer=context.peer() or "",
                 identities=tuple(peer_identities(context.auth_context())),
-                request_id=request_id if isinstance(request_id, str) else "",
+                request_id=_request_id(request),
             )
         )
+        if hasattr(request, "__aiter__"):
+            return _noting_request_id(request)
+        return request
 
     def _span(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         assert self._tracer is not None
@@ -164,56 +172,65 @@ class ServerTelemetry(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if self._durations is not None:
             self._durations.record(time.perf_counter() - start, method, code)
 
+    async def _observe(
+        self, run: Callable[[], Awaitable[Any]], method: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """Run the call inside its span, then record its status and duration."""
+        start = time.perf_counter()
+        with self._span(method, context) if self._tracer is not None else _no_span() as span:
+            code = grpc.StatusCode.OK
+            try:
+                reply = await run()
+                code = context.code() or grpc.StatusCode.OK
+                return reply
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except BaseException as exc:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                if span is not None and not isinstance(exc, grpc.aio.AbortError):
+                    span.record_exception(exc)  # a fault, not an answer: keep its traceback
+                raise
+            finally:
+                self._finish(span, method, code, start, context.details() or "")
+
     def _unary(self, behavior: Any, method: str, observed: bool) -> Any:
-        tracing = self._tracer is not None and observed
-        measuring = self._durations is not None and observed
+        watched = observed and (self._tracer is not None or self._durations is not None)
 
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            self._enter(request, context, method)
-            if not tracing and not measuring:
+            request = self._enter(request, context, method)
+            if not watched:
                 return await behavior(request, context)
-            start = time.perf_counter()
-            with self._span(method, context) if tracing else _no_span() as span:
-                code = grpc.StatusCode.OK
-                try:
-                    reply = await behavior(request, context)
-                    code = context.code() or grpc.StatusCode.OK
-                    return reply
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except BaseException as exc:
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    if span is not None and not isinstance(exc, grpc.aio.AbortError):
-                        span.record_exception(exc)  # a fault, not an answer: keep its traceback
-                    raise
-                finally:
-                    self._finish(span, method, code, start, context.details() or "")
+            return await self._observe(lambda: behavior(request, context), method, context)
 
         return call
 
-    def _unary_stream(self, behavior: Any, method: str) -> Any:
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            self._enter(request, context, method)
-            start = time.perf_counter()
-            with self._span(method, context) if self._tracer is not None else _no_span() as span:
-                code = grpc.StatusCode.OK
-                try:
-                    async for reply in behavior(request, context):
-                        yield reply
-                    code = context.code() or grpc.StatusCode.OK
-                except (asyncio.CancelledError, GeneratorExit):
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except BaseException as exc:
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    if span is not None and not isinstance(exc, grpc.aio.AbortError):
-                        span.record_exception(exc)
-                    raise
-                finally:
-                    self._finish(span, method, code, start, context.details() or "")
+    def _streaming(self, behavior: Any, method: str, observed: bool) -> Any:
+        """Response streams, whether the behaviour is an async generator or writes with context.write."""
+        watched = observed and (self._tracer is not None or self._durations is not None)
+
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            request = self._enter(request, context, method)
+            if not watched:
+                await respond(behavior(request, context), context)
+                return
+            await self._observe(lambda: respond(behavior(request, context), context), method, context)
 
         return call
+
+
+def _request_id(request: Any) -> str:
+    request_id = getattr(request, "request_id", "")  # RemoveImageRequest field 8, where the API has it
+    return request_id if isinstance(request_id, str) else ""
+
+
+async def _noting_request_id(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Passes a request stream through; the first message's request ID goes on the caller for the logs."""
+    async for request in requests:
+        caller, request_id = CALLER.get(), _request_id(request)
+        if caller is not None and request_id and not caller.request_id:
+            CALLER.set(replace(caller, request_id=request_id))
+        yield request
 
 
 class _no_span:  # noqa: N801 - used like contextlib.nullcontext

@@ -56,9 +56,7 @@ def serve_metrics(host: str, port: int) -> tuple[PrometheusMetricReader, Callabl
     PlatformCollector(registry=registry)  # python_info
     GCCollector(registry=registry)  # python_gc_*
     reader = PrometheusMetricReader(registry=registry)  # target_info carries the resource (service.version)
-    server = make_server(
-        host, port, metrics_app(registry), _server_class(host, port), handler_class=_Quiet
-    )
+    server = make_server(host, port, metrics_app(registry), _server_class(host, port), handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, name="prometheus-metrics", daemon=True)
     thread.start()
 

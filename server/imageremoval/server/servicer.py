@@ -12,6 +12,7 @@ from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 
 from .converters import to_request, to_response
 from .errors import RemovalError
+from .logs import CALLER
 from .removal import ImageRemover
 from .security import client_key, peer_identities
 from .status import abort
@@ -30,7 +31,8 @@ class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
         self, request: pb.RemoveImageRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.RemoveImageResponse:
         try:
-            identities = peer_identities(context.auth_context())
+            caller = CALLER.get()  # set by ServerTelemetry, which read the certificate already
+            identities = list(caller.identities) if caller else peer_identities(context.auth_context())
             removal = to_request(
                 request,
                 self._default_namespace,
