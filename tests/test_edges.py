@@ -348,11 +348,32 @@ def test_rapid_resets_from_one_client_do_not_fail_anyone_else(containerd: Privat
     assert set(outcomes) == {"OK"}, outcomes
 
 
-def test_one_client_cannot_take_every_removal_slot(
+class CountedSlowDeletes(SlowDeletes):
+    """SlowDeletes that also says how many image deletes have started."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.count = 0
+        self._changed = threading.Condition()
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
+        if method.endswith(".Images/Delete"):
+            with self._changed:
+                self.count += 1
+                self._changed.notify_all()
+        return await super().intercept_unary_unary(continuation, details, request)
+
+    def wait_for(self, count: int) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.count >= count, timeout=30)
+
+
+def test_one_client_cannot_take_every_removal_slot_while_another_waits(
     containerd: PrivateContainerd, store: Store, ns: str, tmp_path: Path
 ) -> None:
-    slow = SlowDeletes(2.0)
-    for name in ("first", "second", "other"):
+    slow = CountedSlowDeletes(2.0)
+    for name in ("first", "second", "third", "fourth", "other"):
         store.put(ns, [f"docker.io/library/{name}:1"], manifest((file_layer(name, name.encode()),), note=name))
     sock = tmp_path / "other-client.sock"
     config = ServerConfig(
@@ -361,18 +382,35 @@ def test_one_client_cannot_take_every_removal_slot(
         limits=replace(Limits(), max_concurrent_removals=2),
     )
     thread = _serve(containerd.address, config, containerd_interceptors=[slow])
+
+    def in_background(client: ImageRemovalClient, image: str) -> threading.Thread:
+        worker = threading.Thread(target=client.remove, args=(image,), kwargs={"namespace": ns})
+        worker.start()
+        return worker
+
     try:
-        with ImageRemovalClient(f"127.0.0.1:{thread.port}") as greedy, ImageRemovalClient(f"unix://{sock}") as other:
-            first = threading.Thread(target=greedy.remove, args=("first:1",), kwargs={"namespace": ns})
-            first.start()
-            assert slow.started.wait(10)
+        with ImageRemovalClient(f"127.0.0.1:{thread.port}") as agent, ImageRemovalClient(f"unix://{sock}") as other:
+            # Alone on the node, one client gets every slot: no share is held back for nobody.
+            alone = [in_background(agent, "first:1")]
+            assert slow.wait_for(1)
+            alone.append(in_background(agent, "second:1"))
+            assert slow.wait_for(2)
+            with pytest.raises(ImageRemovalError) as full:
+                other.remove("other:1", namespace=ns)  # no slot is free: the other client now waits
+            assert (full.value.code, full.value.reason) == ("RESOURCE_EXHAUSTED", "TOO_MANY_REMOVALS")
+            assert "clientLimit" not in full.value.metadata
+            for worker in alone:
+                worker.join(30)
+            # While the other client waits, the first one is held to its share (1 of 2).
+            held = in_background(agent, "third:1")
+            assert slow.wait_for(3)
             with pytest.raises(ImageRemovalError) as refused:
-                greedy.remove("second:1", namespace=ns)
+                agent.remove("fourth:1", namespace=ns)
             assert (refused.value.code, refused.value.reason) == ("RESOURCE_EXHAUSTED", "TOO_MANY_REMOVALS")
             assert refused.value.metadata["clientLimit"] == "1"
             assert [item.kind for item in other.remove("other:1", namespace=ns)][-1] == "deleted"
-            first.join(15)
-        assert store.names(ns) == {"docker.io/library/second:1"}
+            held.join(30)
+        assert store.names(ns) == {"docker.io/library/fourth:1"}
     finally:
         thread.stop()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .config import is_valid_namespace
@@ -106,32 +106,53 @@ class RemovalPolicy:
                 )
 
 
+WAIT_WINDOW_S = 30.0  # how long a client refused for want of a free slot counts as waiting for one
+
+
 class ConcurrencyLimit:
     """Counts removals in flight; beyond the limit a call is refused at once rather than queued.
 
-    One client (a certificate identity, else a peer address) may hold only part of the slots, so a quarter
-    of them (at least one, when there are two or more) always stays free for everyone else.
+    One client (a certificate identity, else a peer address) may hold only part of the slots while another
+    client holds one or waits for one (was refused for want of a free slot in the last WAIT_WINDOW_S), so a
+    quarter of them (at least one, when there are two or more) stays free for the others. A client alone on
+    the node (the usual single agent) may use every slot.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self, limit: int, *, clock: Callable[[], float] = time.monotonic, wait_window: float = WAIT_WINDOW_S
+    ) -> None:
         self._limit = limit
         self.per_client = limit - max(1, limit // 4) if limit > 1 else 1
         self._in_flight = 0
         self._by_client: dict[str, int] = {}
+        self._waiting: dict[str, float] = {}  # client -> when it was last refused for want of a free slot
+        self._clock = clock
+        self._wait_window = wait_window
+
+    def _others_present(self, client: str, now: float) -> bool:
+        """Whether another client holds a slot or is waiting for one."""
+        for other, since in list(self._waiting.items()):
+            if now - since > self._wait_window:
+                del self._waiting[other]
+        return any(other != client for other in self._by_client) or any(other != client for other in self._waiting)
 
     @contextlib.contextmanager
     def slot(self, client: str) -> Iterator[None]:
         """Hold one slot for `client` for the block; TooManyRemovals when none is free for it."""
+        now = self._clock()
+        held = self._by_client.get(client, 0)
         if self._in_flight >= self._limit:
+            if held < self.per_client:
+                self._waiting[client] = now  # within its share: the holders' shares apply until it gets one
             raise TooManyRemovals(
                 f"too many removals in flight ({self._limit}); retry later", {"limit": str(self._limit)}
             )
-        held = self._by_client.get(client, 0)
-        if held >= self.per_client:
+        if held >= self.per_client and self._others_present(client, now):
             raise TooManyRemovals(
                 f"too many removals in flight from this client ({self.per_client} of {self._limit}); retry later",
                 {"limit": str(self._limit), "clientLimit": str(self.per_client)},
             )
+        self._waiting.pop(client, None)
         self._in_flight += 1
         self._by_client[client] = held + 1
         try:
