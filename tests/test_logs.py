@@ -209,6 +209,18 @@ def test_a_line_outside_any_trace_has_no_empty_trace_keys() -> None:
     assert "trace_id" not in json.loads(JsonLines().format(record))
 
 
+def test_text_lines_carry_every_field_json_lines_carry() -> None:
+    # e.g. the daemon's "containerd is up" line: its address and root were dropped in text before.
+    record = logging.LogRecord("imageremoval.server.daemon", logging.INFO, __file__, 1, "containerd is up", None, None)
+    record.address, record.root, record.namespace = "/run/c.sock", "/var/lib/c", "k8s.io"
+    ContextFilter().filter(record)
+    text = TextLines().format(record)
+    shown = dict(part.split("=", 1) for part in text.split(": containerd is up", 1)[1].split())
+    written = json.loads(JsonLines().format(record))
+    assert shown == {k: str(v) for k, v in written.items() if k not in {"time", "level", "logger", "message"}}
+    assert shown["address"] == "/run/c.sock" and shown["root"] == "/var/lib/c" and shown["namespace"] == "k8s.io"
+
+
 @pytest.mark.skipif(
     "request_id" not in pb.RemoveImageRequest.DESCRIPTOR.fields_by_name, reason="the API has no request_id yet"
 )

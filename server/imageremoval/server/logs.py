@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from . import telemetry as t
@@ -99,9 +100,11 @@ class ContextFilter(logging.Filter):
 
 
 def _present(record: logging.LogRecord) -> list[tuple[str, Any]]:
-    """The record's known fields that have a value, in LOG_FIELDS order."""
+    """The record's fields that have a value: the known ones in LOG_FIELDS order, then any other extra
+    (say `address=`), the same set JsonLines writes."""
+    extras = [key for key in vars(record) if key not in RESERVED_ATTRS and key not in t.LOG_FIELDS]
     found = []
-    for key in t.LOG_FIELDS:
+    for key in (*t.LOG_FIELDS, *extras):
         value = getattr(record, key, None)
         if value is None or value == "":
             continue
