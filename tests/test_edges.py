@@ -28,6 +28,7 @@ from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import Limits, ServerConfig, TlsConfig
 from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.listeners import UnixListener
 
 from .conftest import ServerThread
 from .support.h2 import rapid_reset, server_settings
@@ -120,29 +121,39 @@ def test_a_second_server_on_a_taken_port_refuses_to_start_with_one_line(
 # Unix sockets (item 18)
 
 
-def test_a_unix_socket_appears_with_its_final_mode_even_with_umask_000(
+def test_a_unix_socket_is_bound_out_of_reach_and_appears_only_with_its_final_mode(tmp_path: Path) -> None:
+    path = tmp_path / "open.sock"
+    listener = UnixListener(path)
+    old = os.umask(0)
+    try:
+        target = Path(listener.prepare().removeprefix("unix:"))
+        staging = target.parent
+        assert staging != path.parent and staging.parent == path.parent  # a private directory beside the path
+        assert stat.S_IMODE(staging.stat().st_mode) == 0o700  # nobody else can reach what is bound in it
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as bound:
+            bound.bind(str(target))  # what gRPC does with the address, here with umask 000
+            assert not path.exists()  # nothing at the final path until publish()
+            listener.publish()
+            assert stat.S_ISSOCK(path.lstat().st_mode) and stat.S_IMODE(path.lstat().st_mode) == 0o660
+            assert not staging.exists()
+    finally:
+        os.umask(old)
+        listener.remove()
+    assert not path.exists()
+
+
+def test_a_served_unix_socket_has_its_final_mode_even_with_umask_000(
     containerd: PrivateContainerd, tmp_path: Path
 ) -> None:
     path = tmp_path / "open.sock"
-    seen: list[int] = []
-    stop = threading.Event()
-
-    def watch() -> None:  # records every mode the path shows while the server starts
-        while not stop.is_set():
-            with contextlib.suppress(FileNotFoundError):
-                seen.append(stat.S_IMODE(path.lstat().st_mode))
-
-    watcher = threading.Thread(target=watch)
     old = os.umask(0)
     try:
-        watcher.start()
         thread = _serve(containerd.address, ServerConfig(listen=f"unix://{path}"))
     finally:
         os.umask(old)
-        stop.set()
-        watcher.join()
     try:
-        assert set(seen) | {stat.S_IMODE(path.lstat().st_mode)} == {0o660}
+        assert stat.S_IMODE(path.lstat().st_mode) == 0o660
+        assert [p.name for p in tmp_path.iterdir()] == ["open.sock"]  # no staging directory left behind
     finally:
         thread.stop()
     assert not path.exists()  # ours, so removed at shutdown
