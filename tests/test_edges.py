@@ -27,6 +27,7 @@ from imageremoval.client import ImageRemovalClient, ImageRemovalError
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import Limits, ServerConfig, TlsConfig
+from imageremoval.server.containerd import RECONNECT_BACKOFF_MS
 from imageremoval.server.daemon import PrivateContainerd
 from imageremoval.server.listeners import UnixListener
 
@@ -306,14 +307,14 @@ def test_watch_streams_and_zero_message_calls_neither_hang_nor_hold_shutdown(con
         reader = threading.Thread(target=lambda: statuses.extend(int(r.status) for r in watch), daemon=True)
         reader.start()
         assert _wait(lambda: statuses[-1:] == [health_pb2.HealthCheckResponse.SERVING])
-        started = time.monotonic()
         thread.stop(grace=30)
-        held = time.monotonic() - started
-        reader.join(10)
+        reader.join(30)
     finally:
         channel.close()
-    assert held < 10, f"shutdown waited {held:.1f}s of its 30s grace for streams that had nothing to finish"
-    assert statuses[-1] == health_pb2.HealthCheckResponse.NOT_SERVING and not reader.is_alive()
+    # Ended by the server with OK (a stream still open at the grace deadline is cancelled instead), so
+    # shutdown did not wait its grace period for a stream that had nothing to finish.
+    assert not reader.is_alive() and watch.code() == grpc.StatusCode.OK, watch.code()
+    assert statuses[-1] == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 # HTTP/2 stream limits and a fair share of removal slots (item 16)
@@ -456,20 +457,42 @@ def own_containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private
     daemon.stop()
 
 
+class VersionPolls(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    """Counts the server's containerd health probes (Version) that fail once containerd is back."""
+
+    def __init__(self) -> None:
+        self.back = threading.Event()
+        self.failed_after_back = 0
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
+        call = await continuation(details, request)
+        if method.endswith(".Version/Version") and self.back.is_set():
+            try:
+                failed = await call.code() != grpc.StatusCode.OK
+            except grpc.aio.AioRpcError:
+                failed = True
+            self.failed_after_back += failed
+        return call
+
+
 def test_service_recovers_promptly_after_a_long_containerd_outage(own_containerd: PrivateContainerd) -> None:
-    # gRPC's default reconnect backoff had grown to about 10 s after a 20 s outage, so the server stayed
-    # NOT_SERVING for seconds after containerd was back. The bound is loose; `python -m bench.recovery` measures.
-    thread = _serve(own_containerd.address, ServerConfig(listen="127.0.0.1:0"))
+    # gRPC's default reconnect backoff had grown to about 10 s after a 20 s outage: the server's probe (every
+    # 0.2 s while containerd is down) then failed about 50 times after containerd was back. With a reconnect
+    # backoff of at most RECONNECT_BACKOFF_MS[1] (plus gRPC's 20% jitter) only the probes in that window fail.
+    # Counted, not timed; `python -m bench.recovery` measures the time.
+    polls = VersionPolls()
+    thread = _serve(own_containerd.address, ServerConfig(listen="127.0.0.1:0"), containerd_interceptors=[polls])
     try:
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel:
             assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
             own_containerd.stop()
             assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING)
-            time.sleep(20)
+            time.sleep(20)  # the outage itself: long enough for gRPC's default backoff to grow
             own_containerd.start()  # returns once containerd accepts connections
-            back = time.monotonic()
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING, timeout=30)
-            recovered = time.monotonic() - back
+            polls.back.set()
+            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING, timeout=60)
     finally:
         thread.stop()
-    assert recovered < 3.5, f"NOT_SERVING for {recovered:.1f}s after containerd was back"
+    window_polls = RECONNECT_BACKOFF_MS[1] / 1000 * 1.2 / 0.2
+    assert polls.failed_after_back <= 2 * window_polls + 2, polls.failed_after_back
