@@ -31,11 +31,18 @@ class Event:
     namespace: str
     payload: any_pb2.Any
 
-    def decode(self) -> image_pb2.ImageDelete:
+    def decode(self) -> image_pb2.ImageDelete | image_pb2.ImageUpdate:
         # containerd writes bare type names (no "type.googleapis.com/"), which Any.Unpack refuses: match the name.
-        if self.payload.type_url.rsplit("/", 1)[-1] != image_pb2.ImageDelete.DESCRIPTOR.full_name:
-            raise AssertionError(f"unexpected event payload {self.payload.type_url}")
-        return image_pb2.ImageDelete.FromString(self.payload.value)
+        kind = self.payload.type_url.rsplit("/", 1)[-1]
+        for message in (image_pb2.ImageDelete, image_pb2.ImageUpdate):
+            if kind == message.DESCRIPTOR.full_name:
+                return message.FromString(self.payload.value)
+        raise AssertionError(f"unexpected event payload {self.payload.type_url}")
+
+    def image_id(self) -> str:
+        """The image an untag event's name pointed to (its imageId label); empty for other payloads."""
+        decoded = self.decode()
+        return decoded.labels.get("imageId", "") if isinstance(decoded, image_pb2.ImageUpdate) else ""
 
 
 @dataclass
@@ -53,6 +60,10 @@ class EventRecorder:
                 continue
             out.append((event.topic, event.decode().name))
         return out
+
+    def untagged_image_ids(self) -> list[tuple[str, str]]:
+        """(name, image ID) of each of imageremoval's untag events, in order."""
+        return [(e.decode().name, e.image_id()) for e in self.events if e.topic == "/imageremoval/untag"]
 
 
 class Store:

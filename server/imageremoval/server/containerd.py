@@ -34,7 +34,7 @@ from .errors import (
     NotFoundInContainerd,
 )
 from .model import ContainerRecord, ContentInfo, Descriptor, ImageRecord, SnapshotInfo, SnapshotKind, TaskState
-from .telemetry import EVENT_TYPE_URL, TOPIC_DELETE, TOPIC_UNTAG
+from .telemetry import EVENT_IMAGE_ID_LABEL, EVENT_TYPE_URL, EVENT_UNTAG_TYPE_URL, TOPIC_DELETE, TOPIC_UNTAG
 
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
@@ -313,15 +313,17 @@ class ContainerdClient:
     # Events
 
     async def publish_untag(self, namespace: str, image_id: str, name: str) -> None:
-        """Publish `/imageremoval/untag`: the name that is gone, as containerd's own ImageDelete."""
-        await self._publish(namespace, TOPIC_UNTAG, name)
+        """Publish `/imageremoval/untag`: the name that is gone and the image it named, as containerd's own
+        ImageUpdate (name, labels[imageId])."""
+        payload = image_pb2.ImageUpdate(name=name, labels={EVENT_IMAGE_ID_LABEL: image_id} if image_id else {})
+        await self._publish(namespace, TOPIC_UNTAG, EVENT_UNTAG_TYPE_URL, payload.SerializeToString())
 
     async def publish_delete(self, namespace: str, image_id: str) -> None:
         """Publish `/imageremoval/delete`: the image ID that is gone, as containerd's own ImageDelete."""
-        await self._publish(namespace, TOPIC_DELETE, image_id)
+        payload = image_pb2.ImageDelete(name=image_id)
+        await self._publish(namespace, TOPIC_DELETE, EVENT_TYPE_URL, payload.SerializeToString())
 
-    async def _publish(self, namespace: str, topic: str, name: str) -> None:
+    async def _publish(self, namespace: str, topic: str, type_url: str, value: bytes) -> None:
         # The bare type name, as containerd's typeurl writes it: every containerd consumer decodes it.
-        event = any_pb2.Any(type_url=EVENT_TYPE_URL, value=image_pb2.ImageDelete(name=name).SerializeToString())
-        request = events_pb2.PublishRequest(topic=topic, event=event)
+        request = events_pb2.PublishRequest(topic=topic, event=any_pb2.Any(type_url=type_url, value=value))
         await self._call("events.publish", self._events.Publish, request, namespace)

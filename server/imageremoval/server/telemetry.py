@@ -273,6 +273,8 @@ LOG_FIELDS = (
 )
 
 # Events, published to containerd under our own topics, with containerd's own payload type.
-TOPIC_UNTAG = "/imageremoval/untag"  # ImageDelete.name: the name removed, as the response shows it
+TOPIC_UNTAG = "/imageremoval/untag"  # ImageUpdate.name: the name removed; labels[imageId]: the image it named
 TOPIC_DELETE = "/imageremoval/delete"  # ImageDelete.name: the image ID (or platform manifest digest) deleted
-EVENT_TYPE_URL = "containerd.services.images.v1.ImageDelete"
+EVENT_TYPE_URL = "containerd.services.images.v1.ImageDelete"  # /imageremoval/delete's payload
+EVENT_UNTAG_TYPE_URL = "containerd.services.images.v1.ImageUpdate"  # /imageremoval/untag's payload
+EVENT_IMAGE_ID_LABEL = "imageId"  # the untag event's label holding the image ID the name pointed to
