@@ -300,6 +300,12 @@ def t_service() -> str:
     return "imageremoval.v1.ImageRemovalService"
 
 
+def _scraped_ready(body: str) -> bool:
+    up = re.search(r"^imageremoval_containerd_up(\{[^}]*\})? 1(\.0)?$", body, re.MULTILINE)
+    reclaimed = re.search(r"^imageremoval_reclaimed_bytes_total\{[^}]*\} [1-9]", body, re.MULTILINE)
+    return bool(up and reclaimed)
+
+
 @pytest.fixture
 def scraped(containerd: PrivateContainerd, store: Store, ns: str) -> Iterator[tuple[int, str]]:
     """A server with the Prometheus endpoint after a removal, a refusal and a garbled request: (port, body)."""
@@ -319,9 +325,14 @@ def scraped(containerd: PrivateContainerd, store: Store, ns: str) -> Iterator[tu
         conflict = _remove(thread.port, two, ns)  # by ID, two repositories, no force: a conflict
         assert isinstance(conflict, grpc.RpcError) and conflict.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert _call_raw(thread.port, b"\xff\xff\xff") == grpc.StatusCode.INVALID_ARGUMENT
-        time.sleep(2.5)  # bytes reclaimed are counted just after the call; containerd's health probe has run
-        status, body = _scrape(port)
-        assert status == 200
+        # Bytes reclaimed are counted just after the call, and containerd_up once the health probe has run:
+        # scrape until both are there.
+        for _ in range(600):
+            status, body = _scrape(port)
+            if _scraped_ready(body):
+                break
+            time.sleep(0.05)
+        assert status == 200 and _scraped_ready(body), body
         yield port, body
     finally:
         thread.stop()
