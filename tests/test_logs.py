@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -165,7 +165,10 @@ def test_a_zero_message_call_is_refused_with_its_caller_a_span_and_a_duration(
         if metric.name == t.METRIC_RPC_DURATION
         for point in metric.data.data_points
     ]
-    assert [(p.attributes[t.RPC_STATUS], p.count) for p in durations] == [("INVALID_ARGUMENT", 1)]
+    assert all(isinstance(p, HistogramDataPoint) for p in durations)
+    assert [((p.attributes or {})[t.RPC_STATUS], getattr(p, "count", 0)) for p in durations] == [
+        ("INVALID_ARGUMENT", 1)
+    ]
 
 
 def test_an_oversized_request_is_refused_logged_and_counted(
