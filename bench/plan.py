@@ -32,6 +32,11 @@ class Plan:
     footprint_cycles: int = 10  # of footprint_batch removals each: 10 x 1,000 = 10,000
     footprint_batch: int = 1000
     footprint_leak_mb: float = 5.0  # RSS growth between 1,000 and 10,000 removals counted as a leak
+    # 7: cleaning a node (issue 14).
+    cleaning_list_levels: tuple[int, ...] = (1000, 10_000)  # images in the namespace when listing
+    cleaning_list_rounds: int = 5  # warm ListImages calls per level
+    cleaning_prune_images: int = 1000
+    cleaning_prune_rounds: int = 2  # each round prunes with ours and raw once, the order alternating
     # Image creation.
     create_workers: int = 4
     scaled: tuple[str, ...] = ()
@@ -49,6 +54,8 @@ FULL = Plan(
         "by 10%); the images have their own manifest and config over the layers of one base image",
         "scenario 6: the 10,000 removals run as 10 cycles of 1,000 images (each its own manifest over the config "
         "and layers of one base image), removed by 16 concurrent clients",
+        "scenario 7: the listed and pruned images are each their own manifest over one base image's config and "
+        "layers (1 own blob each), so creating 10,000 stays within minutes",
     ),
 )
 
@@ -70,6 +77,10 @@ SMOKE = Plan(
     footprint_starts=1,
     footprint_cycles=2,
     footprint_batch=5,
+    cleaning_list_levels=(5, 10),
+    cleaning_list_rounds=1,
+    cleaning_prune_images=5,
+    cleaning_prune_rounds=1,
     create_workers=2,
     scaled=("smoke mode: tiny counts; proves the harness works, the figures mean nothing",),
 )

@@ -15,6 +15,7 @@ from pathlib import Path
 from imageremoval.client import ImageRemovalClient
 from tests.support.images import Manifest
 
+from .cleaning import scenario_7
 from .content import BenchImage, ImageFactory, Own, over_shared_base, over_shared_layers, unique_index, unique_manifest
 from .env import CLI_BIN, REPO, BenchError, ServerProcess, cpu_seconds, rss_mb
 from .plan import Plan
@@ -557,6 +558,7 @@ SCENARIOS: dict[int, tuple[str, Callable[[Context], list[Row]]]] = {
     4: ("Scale", scenario_4),
     5: ("Many removals from the CLI", scenario_5),
     6: ("Footprint", scenario_6),
+    7: ("Cleaning a node", scenario_7),
 }
 
 

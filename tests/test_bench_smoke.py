@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = {"1", "2", "3", "4", "5", "6"}
+SCENARIOS = {"1", "2", "3", "4", "5", "6", "7"}
 ROW_KEYS = {
     "scenario",
     "measure",
@@ -74,7 +74,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=170,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]

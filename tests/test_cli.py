@@ -54,7 +54,8 @@ def test_cli_usage_errors_exit_two(server: Server) -> None:
 
 
 def test_buf_curl_removes_an_image_through_reflection(server: Server, store: Store, ns: str) -> None:
-    image_id = store.put(ns, ["docker.io/library/curl:latest"], manifest((file_layer("u", b"u"),), note="curl"))
+    image = manifest((file_layer("u", b"u"),), note="curl")
+    image_id = store.put(ns, ["docker.io/library/curl:latest"], image)
     url = f"http://{server.target}/imageremoval.v1.ImageRemovalService/RemoveImage"
     result = subprocess.run(
         [
@@ -73,7 +74,11 @@ def test_buf_curl_removes_an_image_through_reflection(server: Server, store: Sto
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"items": [{"untagged": "curl:latest"}, {"deleted": image_id}]}
+    freed = sum(blob.size for blob in image.blobs)  # measured after the collection the call waited for
+    assert json.loads(result.stdout) == {
+        "items": [{"untagged": "curl:latest"}, {"deleted": image_id}],
+        "reclaimableBytes": str(freed),
+    }
     listed = subprocess.run(
         [
             str(BIN / "buf"),

@@ -53,17 +53,18 @@ def _remove(node: str, server: Server, *args: str) -> tuple[int, dict[str, Any]]
 
 
 def test_node_client_removes_an_image(node: str, server: Server, store: Store, ns: str) -> None:
-    image_id = store.put(
-        ns,
-        ["docker.io/library/nodejs:latest", "docker.io/library/nodejs:two"],
-        manifest((file_layer("n", b"node"),), note="node"),
-    )
+    image = manifest((file_layer("n", b"node"),), note="node")
+    image_id = store.put(ns, ["docker.io/library/nodejs:latest", "docker.io/library/nodejs:two"], image)
     code, printed = _remove(node, server, "--namespace", ns, "nodejs:two")
     assert (code, printed) == (0, {"items": [{"untagged": "nodejs:two"}]})
     assert store.names(ns) == {"docker.io/library/nodejs:latest"}
 
     code, printed = _remove(node, server, "--namespace", ns, "nodejs")
-    assert (code, printed) == (0, {"items": [{"untagged": "nodejs:latest"}, {"deleted": image_id}]})
+    freed = str(sum(blob.size for blob in image.blobs))  # measured after the collection; int64 as a string
+    assert (code, printed) == (
+        0,
+        {"items": [{"untagged": "nodejs:latest"}, {"deleted": image_id}], "reclaimableBytes": freed},
+    )
     assert store.names(ns) == set()
     assert store.target(ns, "docker.io/library/nodejs:latest") is None
 

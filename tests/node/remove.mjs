@@ -91,7 +91,8 @@ function describeError(err) {
 
 function main() {
   const args = parseCommandLine();
-  const definition = protoLoader.loadSync(PROTO, { includeDirs: [API_ROOT] });
+  // int64 fields (reclaimableBytes) as decimal strings, as proto3's JSON mapping writes them.
+  const definition = protoLoader.loadSync(PROTO, { includeDirs: [API_ROOT], longs: String });
   const { ImageRemovalService } = grpc.loadPackageDefinition(definition).imageremoval.v1;
   const client = new ImageRemovalService(args.target, grpc.credentials.createInsecure());
   const request = {

@@ -16,6 +16,7 @@ from imageremoval.gen.containerd.services.content.v1 import content_pb2, content
 from imageremoval.gen.containerd.services.events.v1 import events_pb2, events_pb2_grpc
 from imageremoval.gen.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from imageremoval.gen.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
+from imageremoval.gen.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from imageremoval.gen.containerd.types import descriptor_pb2
 
 from .images import Blob, Index, Manifest, digest_of
@@ -76,6 +77,7 @@ class Store:
         self.content = content_pb2_grpc.ContentStub(self.channel)
         self.leases = leases_pb2_grpc.LeasesStub(self.channel)
         self.events = events_pb2_grpc.EventsStub(self.channel)
+        self.snapshots = snapshots_pb2_grpc.SnapshotsStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -231,6 +233,26 @@ class Store:
             [b for m in image.manifests for b in m.blobs] if isinstance(image, Index) else list(image.blobs[1:])
         )
         return all(self.intact(namespace, b.digest) for b in blobs)
+
+    def unpacked_bytes(self, namespace: str, config: str, snapshotter: str = "overlayfs") -> int:
+        """The Usage of an unpacked image's layer chain, followed from its config's snapshot label."""
+        labels = self.labels_of(namespace, config) or {}
+        key = labels.get(f"containerd.io/gc.ref.snapshot.{snapshotter}", "")
+        total = 0
+        while key:
+            usage = self.snapshots.Usage(
+                snapshots_pb2.UsageRequest(snapshotter=snapshotter, key=key), metadata=self.md(namespace)
+            )
+            total += usage.size
+            stat = self.snapshots.Stat(
+                snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key), metadata=self.md(namespace)
+            )
+            key = stat.info.parent
+        return total
+
+    def snapshot_keys(self, namespace: str, snapshotter: str = "overlayfs") -> set[str]:
+        request = snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter)
+        return {i.name for reply in self.snapshots.List(request, metadata=self.md(namespace)) for i in reply.info}
 
     # events
 

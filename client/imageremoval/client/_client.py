@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Self, TypeVar
 
 import grpc
 
@@ -19,6 +19,9 @@ DEFAULT_TIMEOUT: Final = 60.0
 
 _SERVICE: Final = "imageremoval.v1.ImageRemovalService"
 _REMOVE_IMAGE: Final = f"/{_SERVICE}/RemoveImage"
+_LIST_IMAGES: Final = f"/{_SERVICE}/ListImages"
+_PLAN_PRUNE: Final = f"/{_SERVICE}/PlanPrune"
+_EXECUTE_PRUNE: Final = f"/{_SERVICE}/ExecutePrune"
 
 # Retry only UNAVAILABLE: the server refuses before changing anything, so that is the one safe code.
 SERVICE_CONFIG: Final[str] = json.dumps(
@@ -45,6 +48,8 @@ CHANNEL_OPTIONS: Final[tuple[tuple[str, str | int], ...]] = (
 )
 
 Result = tuple[str, list[RemovedItem] | ImageRemovalError]
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
 
 
 def _credentials(tls: Tls) -> grpc.ChannelCredentials:
@@ -66,6 +71,7 @@ def _request(
     platforms: Sequence[Platform],
     allow_missing: bool,
     async_gc: bool,
+    validate_only: bool = False,
 ) -> image_removal_pb2.RemoveImageRequest:
     return image_removal_pb2.RemoveImageRequest(
         image=image,
@@ -77,6 +83,7 @@ def _request(
         ],
         allow_missing=allow_missing,
         async_gc=async_gc,
+        validate_only=validate_only,
     )
 
 
@@ -123,6 +130,25 @@ class ImageRemovalClient:
             request_serializer=image_removal_pb2.RemoveImageRequest.SerializeToString,
             response_deserializer=image_removal_pb2.RemoveImageResponse.FromString,
         )
+        self._list_images: grpc.UnaryUnaryMultiCallable[
+            image_removal_pb2.ListImagesRequest, image_removal_pb2.ListImagesResponse
+        ] = self._channel.unary_unary(
+            _LIST_IMAGES,
+            request_serializer=image_removal_pb2.ListImagesRequest.SerializeToString,
+            response_deserializer=image_removal_pb2.ListImagesResponse.FromString,
+        )
+        self._plan_prune: grpc.UnaryUnaryMultiCallable[
+            image_removal_pb2.PlanPruneRequest, image_removal_pb2.PrunePlan
+        ] = self._channel.unary_unary(
+            _PLAN_PRUNE,
+            request_serializer=image_removal_pb2.PlanPruneRequest.SerializeToString,
+            response_deserializer=image_removal_pb2.PrunePlan.FromString,
+        )
+        self._execute_prune = self._channel.unary_stream(
+            _EXECUTE_PRUNE,
+            request_serializer=image_removal_pb2.ExecutePruneRequest.SerializeToString,
+            response_deserializer=image_removal_pb2.PruneProgress.FromString,
+        )
 
     def remove(
         self,
@@ -135,8 +161,35 @@ class ImageRemovalClient:
         allow_missing: bool = False,
         async_gc: bool = False,
         timeout: float | None = None,
+        validate_only: bool = False,
     ) -> list[RemovedItem]:
         """Remove one image; the untagged names and deleted IDs in order. Raises ImageRemovalError."""
+        return self.remove_measured(
+            image,
+            namespace=namespace,
+            force=force,
+            no_prune=no_prune,
+            platforms=platforms,
+            allow_missing=allow_missing,
+            async_gc=async_gc,
+            timeout=timeout,
+            validate_only=validate_only,
+        )[0]
+
+    def remove_measured(
+        self,
+        image: str,
+        *,
+        namespace: str = "",
+        force: bool = False,
+        no_prune: bool = False,
+        platforms: Sequence[Platform] = (),
+        allow_missing: bool = False,
+        async_gc: bool = False,
+        timeout: float | None = None,
+        validate_only: bool = False,
+    ) -> tuple[list[RemovedItem], int]:
+        """As `remove`, with the response's reclaimable_bytes (what it would free, or freed, measured)."""
         request = _request(
             image,
             namespace=namespace,
@@ -145,6 +198,7 @@ class ImageRemovalClient:
             platforms=platforms,
             allow_missing=allow_missing,
             async_gc=async_gc,
+            validate_only=validate_only,
         )
         if self._closed:
             raise RuntimeError("ImageRemovalClient is closed")
@@ -152,7 +206,70 @@ class ImageRemovalClient:
             response = self._remove_image(request, timeout=self._timeout if timeout is None else timeout)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
-        return _items(response)
+        return _items(response), response.reclaimable_bytes
+
+    def list_images(
+        self,
+        *,
+        namespace: str = "",
+        selector: image_removal_pb2.ImageSelector | None = None,
+        page_size: int = 0,
+        timeout: float | None = None,
+    ) -> list[image_removal_pb2.Image]:
+        """Every image (or those the selector's filters match), following next_page_token to the end."""
+        images: list[image_removal_pb2.Image] = []
+        token = ""
+        while True:
+            request = image_removal_pb2.ListImagesRequest(
+                namespace=namespace, selector=selector, page_size=page_size, page_token=token
+            )
+            response = self._unary(self._list_images, request, timeout)
+            images.extend(response.images)
+            token = response.next_page_token
+            if not token:
+                return images
+
+    def list_page(
+        self, request: image_removal_pb2.ListImagesRequest, *, timeout: float | None = None
+    ) -> image_removal_pb2.ListImagesResponse:
+        """One ListImages page, as the server answered it."""
+        return self._unary(self._list_images, request, timeout)
+
+    def plan_prune(
+        self,
+        *,
+        namespace: str = "",
+        selector: image_removal_pb2.ImageSelector | None = None,
+        timeout: float | None = None,
+    ) -> image_removal_pb2.PrunePlan:
+        """What a prune would remove, keep and free; changes nothing."""
+        request = image_removal_pb2.PlanPruneRequest(namespace=namespace, selector=selector)
+        return self._unary(self._plan_prune, request, timeout)
+
+    def execute_prune(
+        self, plan: image_removal_pb2.PrunePlan, *, timeout: float | None = None
+    ) -> Generator[image_removal_pb2.PruneProgress, None, None]:
+        """Execute exactly this plan; one PruneProgress per planned image, then the summary.
+
+        Closing the iterator early cancels the call: the server stops between images.
+        """
+        if self._closed:
+            raise RuntimeError("ImageRemovalClient is closed")
+        call = self._execute_prune(image_removal_pb2.ExecutePruneRequest(plan=plan), timeout=timeout)
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]
+
+    def _unary(self, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req, timeout: float | None) -> _Resp:
+        if self._closed:
+            raise RuntimeError("ImageRemovalClient is closed")
+        try:
+            return method(request, timeout=self._timeout if timeout is None else timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     def remove_many(
         self,

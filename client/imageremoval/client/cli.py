@@ -1,4 +1,4 @@
-"""`imageremoval`: the command-line client, `imageremoval rm IMAGE...` printing what `docker rmi` prints."""
+"""`imageremoval`: the command-line client: `rm`, `ls` and `prune`, printing what the docker CLI prints."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
+from ._cli_commands import run_ls, run_prune, run_rm
+from ._cli_filters import FilterError
 from ._client import DEFAULT_TARGET, DEFAULT_TIMEOUT, ImageRemovalClient
-from ._errors import ImageRemovalError
+from ._completion import bash_script, zsh_script
 from ._model import Platform, Tls
 
 ENV_SERVER = "IMAGEREMOVAL_SERVER"
+ENV_NAMESPACE = "IMAGEREMOVAL_NAMESPACE"
 ENV_TLS_CA = "IMAGEREMOVAL_CLIENT_TLS_CA"
 ENV_TLS_CERT = "IMAGEREMOVAL_CLIENT_TLS_CERT"
 ENV_TLS_KEY = "IMAGEREMOVAL_CLIENT_TLS_KEY"
@@ -44,22 +47,86 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: must not be negative")
+    return value
+
+
+def _add_globals(parser: argparse.ArgumentParser, *, after_verb: bool) -> None:
+    """The options every command takes, before or after the verb (after it, they override only when given)."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if after_verb else value
+
+    parser.add_argument(
+        "--server",
+        default=default(os.environ.get(ENV_SERVER) or DEFAULT_TARGET),
+        metavar="HOST:PORT",
+        help=f"server address or unix:///path (env {ENV_SERVER}, default {DEFAULT_TARGET})",
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        default=default(os.environ.get(ENV_NAMESPACE, "")),
+        metavar="NS",
+        help=f"containerd namespace (env {ENV_NAMESPACE}; default: the server's)",
+    )
+    for flag, env, what in (
+        ("--tls-ca", ENV_TLS_CA, "CA bundle (PEM) that signed the server's certificate: enables TLS"),
+        ("--tls-cert", ENV_TLS_CERT, "this client's certificate (PEM), for mutual TLS"),
+        ("--tls-key", ENV_TLS_KEY, "this client's private key (PEM), for mutual TLS"),
+        ("--tls-server-name", ENV_TLS_SERVER_NAME, "the name the server's certificate carries, if not the host"),
+    ):
+        parser.add_argument(
+            flag,
+            default=default(os.environ.get(env) or None),
+            metavar="NAME" if flag == "--tls-server-name" else "FILE",
+            help=f"{what} (env {env})",
+        )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=default(DEFAULT_TIMEOUT),
+        metavar="SECONDS",
+        help=f"deadline for each call (default {DEFAULT_TIMEOUT:g})",
+    )
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="FILTER",
+        help="dangling=true|false, label=KEY[=VALUE], label!=KEY[=VALUE], reference=GLOB, until=DURATION|TIME",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; the default server comes from IMAGEREMOVAL_SERVER when set."""
+    """The argument parser; defaults come from the IMAGEREMOVAL_* variables when set."""
     parser = argparse.ArgumentParser(
-        prog="imageremoval", description="Remove container images from containerd, like docker rmi."
+        prog="imageremoval", description="Remove container images from containerd, like the docker CLI."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _add_globals(parser, after_verb=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
     rm = commands.add_parser(
         "rm",
         help="remove one or more images",
         description="Remove one or more images like `docker rmi`: untag names, delete images, prune parents.",
     )
+    _add_globals(rm, after_verb=True)
     rm.add_argument("images", nargs="+", metavar="IMAGE", help="image name, name:tag, name@digest or ID")
-    rm.add_argument("-f", "--force", action="store_true", help="remove even if a stopped container uses it")
+    rm.add_argument(
+        "-f", "--force", action="store_true", help="remove even if a stopped container uses it; missing is fine"
+    )
     rm.add_argument("--no-prune", action="store_true", help="do not delete untagged parents")
-    rm.add_argument("-n", "--namespace", default="", metavar="NS", help="containerd namespace (default: the server's)")
     rm.add_argument(
         "--platform",
         dest="platforms",
@@ -71,26 +138,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rm.add_argument("--allow-missing", action="store_true", help="treat a missing image as already removed")
     rm.add_argument("--async-gc", action="store_true", help="do not wait for containerd's garbage collection")
-    rm.add_argument(
-        "--server",
-        default=os.environ.get(ENV_SERVER) or DEFAULT_TARGET,
-        metavar="HOST:PORT",
-        help=f"server address (env {ENV_SERVER}, default {DEFAULT_TARGET})",
+    rm.add_argument("--dry-run", action="store_true", help="check everything and show what would go; change nothing")
+    rm.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+
+    ls = commands.add_parser(
+        "ls", help="list images", description="List images like `docker images`, with unique sizes and containers."
     )
-    for flag, env, what in (
-        ("--tls-ca", ENV_TLS_CA, "CA bundle (PEM) that signed the server's certificate: enables TLS"),
-        ("--tls-cert", ENV_TLS_CERT, "this client's certificate (PEM), for mutual TLS"),
-        ("--tls-key", ENV_TLS_KEY, "this client's private key (PEM), for mutual TLS"),
-        ("--tls-server-name", ENV_TLS_SERVER_NAME, "the name the server's certificate carries, if not the host"),
-    ):
-        rm.add_argument(flag, default=os.environ.get(env) or None, metavar="FILE", help=f"{what} (env {env})")
-    rm.add_argument(
-        "--timeout",
-        type=_timeout,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"deadline for each removal (default {DEFAULT_TIMEOUT:g})",
+    _add_globals(ls, after_verb=True)
+    ls.add_argument("-a", "--all", action="store_true", help="show all images (every image is shown anyway)")
+    _add_filters(ls)
+    ls.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+    ls.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    ls.add_argument("--no-trunc", action="store_true", help="do not truncate IDs")
+
+    prune = commands.add_parser(
+        "prune",
+        help="remove unused images",
+        description="Remove dangling images (with -a, every unused image) exactly as the plan shown says.",
     )
+    _add_globals(prune, after_verb=True)
+    prune.add_argument("-a", "--all", action="store_true", help="remove all unused images, not just dangling ones")
+    _add_filters(prune)
+    prune.add_argument("--keep", type=_count, default=0, metavar="N", help="keep each repository's N newest images")
+    prune.add_argument("--dry-run", action="store_true", help="show the plan and what it would reclaim; stop")
+    prune.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script", description="Print a bash or zsh completion script."
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell")
     return parser
 
 
@@ -108,46 +184,26 @@ class _UsageError(Exception):
     """A problem with the command line found after parsing (exit 2)."""
 
 
-def _rm(args: argparse.Namespace) -> int:
-    failed = False
-    with ImageRemovalClient(args.server, timeout=args.timeout, tls=_tls(args)) as client:
-        last = len(args.images) - 1
-        for position, image in enumerate(args.images):
-            # One garbage collection for the whole command: only the last removal waits for it (it frees
-            # what the earlier ones released too), so N images cost one pass, not N.
-            wait_for_gc = position == last and not args.async_gc
-            try:
-                items = client.remove(
-                    image,
-                    namespace=args.namespace,
-                    force=args.force,
-                    no_prune=args.no_prune,
-                    platforms=args.platforms,
-                    allow_missing=args.allow_missing,
-                    async_gc=not wait_for_gc,
-                )
-            except ImageRemovalError as error:
-                failed = True
-                sys.stdout.flush()
-                print(f"Error response from daemon: {error.message}", file=sys.stderr, flush=True)
-                continue
-            for item in items:
-                print(item, flush=True)
-    return 1 if failed else 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console-script entry point: 0 when every image was removed, 1 if any failed, 2 on bad usage."""
+    """Console-script entry point: 0 on success, 1 if anything failed, 2 on bad usage."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors: return the code instead of exiting
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
+    if args.command == "completion":
+        print(bash_script(parser) if args.shell == "bash" else zsh_script(parser), end="")
+        return 0
     try:
-        return _rm(args)
-    except _UsageError as error:
-        print(error, file=sys.stderr)
+        with ImageRemovalClient(args.server, timeout=args.timeout, tls=_tls(args)) as client:
+            if args.command == "rm":
+                return run_rm(client, args)
+            if args.command == "ls":
+                return run_ls(client, args)
+            return run_prune(client, args)
+    except (_UsageError, FilterError) as error:
+        print(error if isinstance(error, _UsageError) else f"imageremoval: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -17,14 +17,19 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from imageremoval.gen.v1 import image_removal_pb2, image_removal_pb2_grpc
 
+from .cleaning import NodeCleaning
 from .config import Limits, ServerConfig, is_unix, parse_listen, unix_path
 from .containerd import ContainerdClient
 from .errors import RemovalError
 from .guard import AnswerEveryCall, RequestGuard, transport_limit
 from .health import DrainingHealthServicer
+from .inventory import InventoryReader
 from .listeners import ListenError, UnixListener, check_port_free
 from .metrics import RemovalMetrics, RequestRejections, ServiceGauges
+from .plan_seal import PlanSeal
 from .policy import RemovalPolicy
+from .prune_execution import PruneExecutor
+from .reclaim import ReclaimEstimator
 from .reflection import enable_reflection
 from .removal import ImageRemover
 from .rpc_telemetry import ContainerdTracing, ServerTelemetry, dup_mode
@@ -179,9 +184,16 @@ def create_server(
         min_deadline_s=config.limits.min_deadline_s,
     )
     remover = ImageRemover(client, tracer, RemovalMetrics(meter_provider) if measuring else None, policy)
-    image_removal_pb2_grpc.add_ImageRemovalServiceServicer_to_server(
-        ImageRemovalServicer(remover, config.namespace), server
+    reader = InventoryReader(client, policy)
+    servicer = ImageRemovalServicer(
+        remover,
+        config.namespace,
+        cleaning=NodeCleaning(reader, policy),
+        executor=PruneExecutor(client, remover, policy),
+        seal=PlanSeal.from_file(config.plan_key_file),
+        reclaim=ReclaimEstimator(client, remover, reader),
     )
+    image_removal_pb2_grpc.add_ImageRemovalServiceServicer_to_server(servicer, server)
     health = DrainingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     enable_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))

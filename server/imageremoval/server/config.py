@@ -73,6 +73,7 @@ class ServerConfig:
     protected_images: tuple[str, ...] = DEFAULT_PROTECTED
     allow_force_protected: bool = False
     limits: Limits = field(default_factory=Limits)
+    plan_key_file: Path | None = None  # HMAC key for prune plans, shared by replicas; None: a random one
 
     @property
     def listeners(self) -> tuple[str, ...]:
@@ -159,6 +160,10 @@ OPTIONS: tuple[_Option, ...] = (
     ),
     _Option("--protected-images", "comma-separated name patterns never removed", ",".join(DEFAULT_PROTECTED)),
     _Option("--allow-force-protected", "let force remove protected and pinned images", boolean=True),
+    _Option(
+        "--plan-key-file",
+        "file holding the key that signs prune plans; give every replica the same one (default: a random key)",
+    ),
     _Option("--keepalive-time", "seconds between keepalive pings", str(_L.keepalive_time_s)),
     _Option("--keepalive-timeout", "seconds to wait for a keepalive ack", str(_L.keepalive_timeout_s)),
     _Option("--max-connection-age", "seconds before a connection is closed so clients rebalance", "300"),
@@ -284,6 +289,9 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     if not all(is_valid_namespace(n) for n in allowed):
         raise ConfigError(f"{named['allowed_namespaces']}: invalid namespace in {raw['allowed_namespaces']!r}")
     identities = _identity_map(named["identity_namespaces"], raw["identity_namespaces"])
+    plan_key_file = Path(raw["plan_key_file"]) if raw["plan_key_file"] else None
+    if plan_key_file is not None and (not plan_key_file.is_file() or len(plan_key_file.read_bytes().strip()) < 16):
+        raise ConfigError(f"{named['plan_key_file']}: needs a readable file with at least 16 bytes of key")
     if identities and (tls is None or tls.client_ca is None):
         raise ConfigError(f"{named['identity_namespaces']}: needs mutual TLS (--tls-client-ca)")
     limits = Limits(
@@ -319,4 +327,5 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         protected_images=tuple(filter(None, (p.strip() for p in raw["protected_images"].split(",")))),
         allow_force_protected=flag("allow_force_protected"),
         limits=limits,
+        plan_key_file=plan_key_file,
     )

@@ -33,7 +33,16 @@ from .errors import (
     DeadlineExceeded,
     NotFoundInContainerd,
 )
-from .model import ContainerRecord, ContentInfo, Descriptor, ImageRecord, SnapshotInfo, SnapshotKind, TaskState
+from .model import (
+    ContainerRecord,
+    ContentInfo,
+    Descriptor,
+    ImageRecord,
+    LeaseResource,
+    SnapshotInfo,
+    SnapshotKind,
+    TaskState,
+)
 from .telemetry import EVENT_IMAGE_ID_LABEL, EVENT_TYPE_URL, EVENT_UNTAG_TYPE_URL, TOPIC_DELETE, TOPIC_UNTAG
 
 NAMESPACE_HEADER = "containerd-namespace"
@@ -58,11 +67,12 @@ def quote(value: str) -> str:
 
 
 def _to_descriptor(message: descriptor_pb2.Descriptor) -> Descriptor:
+    annotations = message.annotations
     return Descriptor(
         media_type=message.media_type,
         digest=message.digest,
         size=message.size,
-        annotations=dict(message.annotations),
+        annotations=dict(annotations) if annotations else {},
     )
 
 
@@ -76,7 +86,13 @@ def _from_descriptor(descriptor: Descriptor) -> descriptor_pb2.Descriptor:
 
 
 def _to_image(message: images_pb2.Image) -> ImageRecord:
-    return ImageRecord(name=message.name, target=_to_descriptor(message.target), labels=dict(message.labels))
+    created = message.created_at
+    return ImageRecord(
+        name=message.name,
+        target=_to_descriptor(message.target),
+        labels=dict(message.labels) if message.labels else {},
+        created_ns=created.seconds * 1_000_000_000 + created.nanos,
+    )
 
 
 def _translate(exc: grpc.aio.AioRpcError, what: str) -> Exception:
@@ -285,12 +301,41 @@ class ContainerdClient:
             )
             async for reply in stream:
                 found.extend(
-                    SnapshotInfo(info.name, info.parent, _SNAPSHOT_KINDS.get(info.kind, SnapshotKind.ACTIVE))
+                    SnapshotInfo(
+                        info.name,
+                        info.parent,
+                        _SNAPSHOT_KINDS.get(info.kind, SnapshotKind.ACTIVE),
+                        snapshotter=snapshotter,
+                        labels=dict(info.labels),
+                    )
                     for info in reply.info
                 )
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, "snapshots.list") from None
         return found
+
+    async def snapshot_usage(self, namespace: str, snapshotter: str, key: str) -> int:
+        """The bytes one snapshot's own layer uses on disk, as the snapshotter's Usage reports them."""
+        request = snapshots_pb2.UsageRequest(snapshotter=snapshotter, key=key)
+        reply = await self._call("snapshots.usage", self._snapshots.Usage, request, namespace)
+        return int(reply.size)
+
+    async def lease_resources(self, namespace: str) -> list[LeaseResource]:
+        """Every resource every lease of the namespace holds."""
+        reply = await self._call("leases.list", self._leases.List, leases_pb2.ListRequest(), namespace)
+        held: list[LeaseResource] = []
+        for lease in reply.leases:
+            try:
+                resources = await self._call(
+                    "leases.list_resources",
+                    self._leases.ListResources,
+                    leases_pb2.ListResourcesRequest(id=lease.id),
+                    namespace,
+                )
+            except NotFoundInContainerd:
+                continue  # deleted meanwhile: holds nothing
+            held.extend(LeaseResource(lease=lease.id, type=r.type, id=r.id) for r in resources.resources)
+        return held
 
     # Leases and garbage collection
 

@@ -28,6 +28,7 @@ def to_request(
         ),
         allow_missing=message.allow_missing,
         async_gc=message.async_gc,
+        validate_only=message.validate_only,
         identities=tuple(identities),
         client=client,
         deadline=deadline,

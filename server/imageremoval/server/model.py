@@ -34,6 +34,7 @@ class ImageRecord:
     name: str
     target: Descriptor
     labels: Mapping[str, str] = field(default_factory=dict)
+    created_ns: int = 0  # nanoseconds since the epoch, as containerd recorded it (0: unknown)
 
     @property
     def image_id(self) -> str:
@@ -76,6 +77,21 @@ class SnapshotInfo:
     name: str
     parent: str
     kind: SnapshotKind
+    snapshotter: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def committed(self) -> bool:
+        return self.kind is SnapshotKind.COMMITTED
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseResource:
+    """Something a lease holds: type `content` (id: digest), `snapshots/<snapshotter>` (id: key) or others."""
+
+    lease: str
+    type: str
+    id: str
 
 
 class TaskState(enum.Enum):

@@ -85,25 +85,24 @@ class RemovalPolicy:
         if force and self.allow_force_protected:
             return
         for record in records:
-            rule = ""
-            if record.labels.get(PINNED_LABEL) == "pinned":
-                rule = f"label {PINNED_LABEL}=pinned"
-            else:
-                familiar = familiar_name(record.name)
-                rule = next(
-                    (
-                        p
-                        for p in self.protected_patterns
-                        if fnmatch.fnmatchcase(record.name, p) or fnmatch.fnmatchcase(familiar, p)
-                    ),
-                    "",
-                )
+            rule = self.protected_rule([record])
             if rule:
                 hint = "; the server lets force remove it" if self.allow_force_protected else ""
                 raise ImageProtected(
                     f"image {display} is protected ({rule}){hint}",
                     {"imageId": record.image_id, "reference": display, "rule": rule},
                 )
+
+    def protected_rule(self, records: Sequence[ImageRecord]) -> str:
+        """Why these records are protected (the pinned label or the matching pattern); empty if they are not."""
+        for record in records:
+            if record.labels.get(PINNED_LABEL) == "pinned":
+                return f"label {PINNED_LABEL}=pinned"
+            familiar = familiar_name(record.name)
+            for pattern in self.protected_patterns:
+                if fnmatch.fnmatchcase(record.name, pattern) or fnmatch.fnmatchcase(familiar, pattern):
+                    return pattern
+        return ""
 
 
 WAIT_WINDOW_S = 30.0  # how long a client refused for want of a free slot counts as waiting for one

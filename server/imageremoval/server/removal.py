@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -78,6 +79,10 @@ class RemovalRequest:
     identities: tuple[str, ...] = ()  # the caller's certificate identities, for the namespace policy
     client: str = ""  # who is calling (identity or peer address), for the per-client share of slots
     deadline: float | None = None  # time.monotonic() by which the caller wants an answer
+    validate_only: bool = False  # every check and the same items, but no change (no delete, label, event)
+    # Prune execution: the (name, target) records the plan saw; any other set now is IMAGE_CHANGED.
+    expected_records: frozenset[tuple[str, str]] | None = None
+    every_name: bool = False  # prune by ID: several repositories are no conflict (each name goes)
 
 
 @dataclass(slots=True)
@@ -168,7 +173,8 @@ class ImageRemover:
                     items = await self._remove(request, progress)
                 finally:
                     # Every change gets its event, also when the call fails after changing something.
-                    self._events.publish(request.namespace, request.reference, progress.items)
+                    if not request.validate_only:
+                        self._events.publish(request.namespace, request.reference, progress.items)
         except RemovalError as error:
             self._record_refusal(request, progress, error, time.perf_counter() - start, span)
             raise
@@ -194,7 +200,7 @@ class ImageRemover:
             span.set_attribute(t.ATTR_OUTCOME, outcome)
             span.set_attribute(t.ATTR_ITEMS, len(items))
         deleted = sum(1 for i in items if i.kind is ItemKind.DELETED)
-        if self._metrics is not None:
+        if self._metrics is not None and not request.validate_only:
             self._metrics.removal(action=progress.action, seconds=seconds, error=None, missing=progress.missing)
             self._metrics.items(request.namespace, deleted=deleted, untagged=len(items) - deleted)
         _log.info(
@@ -266,6 +272,13 @@ class ImageRemover:
                 return []
             span.set_attribute(t.ATTR_IMAGE_ID, resolution.image_id)
             span.set_attribute(t.ATTR_REFERENCES, len(resolution.all))
+        if request.expected_records is not None and request.expected_records != {
+            (r.name, r.image_id) for r in resolution.all
+        }:
+            raise ImageChanged(
+                f"image {resolution.display} changed since it was planned; nothing was removed",
+                {"imageId": resolution.image_id, "reference": resolution.display},
+            )
         self._checkpoint(request, progress)
         try:
             if request.platforms:
@@ -274,6 +287,8 @@ class ImageRemover:
                 by_id = isinstance(reference, IdReference) and resolution.named is None
                 try:
                     decision = decide(resolution, force=request.force, by_id=by_id)
+                    if request.every_name and isinstance(decision, DeleteImage):
+                        decision = dataclasses.replace(decision, check_multiple=False)
                 except ImageNotFound:
                     if not request.allow_missing:
                         raise
@@ -351,7 +366,7 @@ class ImageRemover:
                 progress.action = t.ACTION_UNTAG
                 self._same_records(resolution, current, [soft_untag], exact=True)
                 self._commit(request, progress)
-                if len(resolution.all) == 1:
+                if len(resolution.all) == 1 and not request.validate_only:
                     await self._create_dangling(namespace, soft_untag, progress)
                 if await self._delete_record(request, soft_untag, sync=False):
                     progress.items.append(Item(ItemKind.UNTAGGED, familiar_name(soft_untag.name), soft_untag.image_id))
@@ -370,7 +385,7 @@ class ImageRemover:
                 progress.action = t.ACTION_UNTAG
                 span.set_attribute(t.ATTR_ACTION, t.ACTION_UNTAG)
             self._commit(request, progress)
-            if keep_dangling:
+            if keep_dangling and not request.validate_only:
                 await self._create_dangling(namespace, named[0], progress)
             wait_last = not request.async_gc and not parents
             for position, record in enumerate(doomed):
@@ -386,7 +401,7 @@ class ImageRemover:
                 span.set_attribute(t.ATTR_PARENTS, len(parents))
                 if self._metrics is not None:
                     self._metrics.prune(time.perf_counter() - pruning)
-        if not request.async_gc:
+        if not request.async_gc and not request.validate_only:
             with self._phase(t.SPAN_RELEASE_SNAPSHOTS, request) as span:
                 released = await self._release_snapshots(namespace, content)
                 span.set_attribute(t.ATTR_CONFIGS_RELEASED, released)
@@ -455,6 +470,8 @@ class ImageRemover:
 
     async def _delete_record(self, request: RemovalRequest, record: ImageRecord, *, sync: bool) -> bool:
         """Delete one record (passing its target: compare-and-delete on containerd 1.7+); False if it was gone."""
+        if request.validate_only:
+            return True  # the checks all ran; this is the change a validation does not make
         try:
             await self._client.delete_image(request.namespace, record.name, record.target, sync=sync)
         except NotFoundInContainerd:
@@ -646,10 +663,10 @@ class ImageRemover:
             removed = {m.descriptor.digest for m in chosen}
             labels = {k: "" for k, v in info.labels.items() if k.startswith(LABEL_GC_CONTENT_PREFIX) and v in removed}
             self._commit(request, progress)
-            if labels:
+            if labels and not request.validate_only:
                 await self._client.update_content_labels(request.namespace, index, labels)
                 progress.notes.append(f"dropped {len(labels)} references of index {index}")
-            if not request.async_gc:
+            if not request.async_gc and not request.validate_only:
                 async with self._client.temporary_lease(request.namespace):
                     pass  # deleting the lease synchronously runs one garbage-collection pass
             progress.items.extend(Item(ItemKind.DELETED, m.descriptor.digest, resolution.image_id) for m in chosen)

@@ -45,6 +45,21 @@ class ImageRemovalServiceStub:
                 request_serializer=imageremoval_dot_v1_dot_image__removal__pb2.RemoveImageRequest.SerializeToString,
                 response_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.RemoveImageResponse.FromString,
                 _registered_method=True)
+        self.ListImages = channel.unary_unary(
+                '/imageremoval.v1.ImageRemovalService/ListImages',
+                request_serializer=imageremoval_dot_v1_dot_image__removal__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.ListImagesResponse.FromString,
+                _registered_method=True)
+        self.PlanPrune = channel.unary_unary(
+                '/imageremoval.v1.ImageRemovalService/PlanPrune',
+                request_serializer=imageremoval_dot_v1_dot_image__removal__pb2.PlanPruneRequest.SerializeToString,
+                response_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.PrunePlan.FromString,
+                _registered_method=True)
+        self.ExecutePrune = channel.unary_stream(
+                '/imageremoval.v1.ImageRemovalService/ExecutePrune',
+                request_serializer=imageremoval_dot_v1_dot_image__removal__pb2.ExecutePruneRequest.SerializeToString,
+                response_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.PruneProgress.FromString,
+                _registered_method=True)
 
 
 class ImageRemovalServiceServicer:
@@ -68,6 +83,43 @@ class ImageRemovalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListImages(self, request, context):
+        """ListImages lists a namespace's images, one per target digest, with exact sizes (what `docker images`
+        and `docker system df` show, measured from containerd's content store and snapshotter).
+
+        Errors: INVALID_ARGUMENT (INVALID_NAMESPACE, INVALID_SELECTOR, INVALID_PAGE_TOKEN), PERMISSION_DENIED
+        (NAMESPACE_NOT_ALLOWED), UNAVAILABLE (CONTAINERD_UNAVAILABLE). Changes nothing; always safe to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanPrune(self, request, context):
+        """PlanPrune decides what `docker image prune` would remove, changes nothing, and returns a signed plan
+        that ExecutePrune (on this or any replica sharing the plan key) executes exactly.
+
+        Errors: as ListImages. Always safe to retry.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecutePrune(self, request, context):
+        """ExecutePrune removes exactly the images of a plan, each with RemoveImage's rules and compare-and-delete
+        against what the plan saw, streaming one PruneProgress per image and a summary last. One garbage
+        collection runs at the end. A cancelled call stops between images.
+
+        Errors: INVALID_ARGUMENT (INVALID_PLAN: not signed by this server's plan key), PERMISSION_DENIED
+        (NAMESPACE_NOT_ALLOWED), UNAVAILABLE (CONTAINERD_UNAVAILABLE). A failure of one image is streamed as
+        a SkippedImage with SKIP_REASON_FAILED, not as a call error. Executing a plan twice is safe: images
+        already gone are skipped as SKIP_REASON_CHANGED.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImageRemovalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +127,21 @@ def add_ImageRemovalServiceServicer_to_server(servicer, server):
                     servicer.RemoveImage,
                     request_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.RemoveImageRequest.FromString,
                     response_serializer=imageremoval_dot_v1_dot_image__removal__pb2.RemoveImageResponse.SerializeToString,
+            ),
+            'ListImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImages,
+                    request_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.ListImagesRequest.FromString,
+                    response_serializer=imageremoval_dot_v1_dot_image__removal__pb2.ListImagesResponse.SerializeToString,
+            ),
+            'PlanPrune': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanPrune,
+                    request_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.PlanPruneRequest.FromString,
+                    response_serializer=imageremoval_dot_v1_dot_image__removal__pb2.PrunePlan.SerializeToString,
+            ),
+            'ExecutePrune': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExecutePrune,
+                    request_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.ExecutePruneRequest.FromString,
+                    response_serializer=imageremoval_dot_v1_dot_image__removal__pb2.PruneProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -110,6 +177,87 @@ class ImageRemovalService:
             '/imageremoval.v1.ImageRemovalService/RemoveImage',
             imageremoval_dot_v1_dot_image__removal__pb2.RemoveImageRequest.SerializeToString,
             imageremoval_dot_v1_dot_image__removal__pb2.RemoveImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imageremoval.v1.ImageRemovalService/ListImages',
+            imageremoval_dot_v1_dot_image__removal__pb2.ListImagesRequest.SerializeToString,
+            imageremoval_dot_v1_dot_image__removal__pb2.ListImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanPrune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imageremoval.v1.ImageRemovalService/PlanPrune',
+            imageremoval_dot_v1_dot_image__removal__pb2.PlanPruneRequest.SerializeToString,
+            imageremoval_dot_v1_dot_image__removal__pb2.PrunePlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecutePrune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/imageremoval.v1.ImageRemovalService/ExecutePrune',
+            imageremoval_dot_v1_dot_image__removal__pb2.ExecutePruneRequest.SerializeToString,
+            imageremoval_dot_v1_dot_image__removal__pb2.PruneProgress.FromString,
             options,
             channel_credentials,
             insecure,

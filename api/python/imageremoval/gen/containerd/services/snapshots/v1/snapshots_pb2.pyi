@@ -139,3 +139,19 @@ class RemoveSnapshotRequest(_message.Message):
     snapshotter: str
     key: str
     def __init__(self, snapshotter: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class UsageRequest(_message.Message):
+    __slots__ = ("snapshotter", "key")
+    SNAPSHOTTER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    snapshotter: str
+    key: str
+    def __init__(self, snapshotter: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class UsageResponse(_message.Message):
+    __slots__ = ("size", "inodes")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    INODES_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    inodes: int
+    def __init__(self, size: _Optional[int] = ..., inodes: _Optional[int] = ...) -> None: ...
