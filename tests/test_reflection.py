@@ -67,13 +67,16 @@ def test_containerds_internal_protos_are_not_described(server: Server, request_f
 )
 def test_every_symbol_of_our_api_finds_its_file(server: Server, symbol: str) -> None:
     (reply,) = _ask(server.target, Request(file_containing_symbol=symbol))
-    assert _files(reply) == ["imageremoval/v1/image_removal.proto"]
+    # Our file, with the one well-known type it imports (Timestamp), so a client can resolve every field.
+    assert _files(reply) == ["google/protobuf/timestamp.proto", "imageremoval/v1/image_removal.proto"]
 
 
 def test_our_api_is_described_with_its_comments(server: Server) -> None:
     (reply,) = _ask(server.target, Request(file_containing_symbol=SERVICE))
-    (raw,) = reply.file_descriptor_response.file_descriptor_proto
-    file = descriptor_pb2.FileDescriptorProto.FromString(raw)
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(r) for r in reply.file_descriptor_response.file_descriptor_proto
+    ]
+    (file,) = [f for f in files if f.name == "imageremoval/v1/image_removal.proto"]
     comments = [location.leading_comments for location in file.source_code_info.location]
     assert any(c.startswith(" RemoveImage removes one image reference") for c in comments)
     assert any(c.startswith(" RemoveImageRequest names the image to remove") for c in comments)
