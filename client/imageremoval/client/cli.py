@@ -133,6 +133,14 @@ def _rm(args: argparse.Namespace) -> int:
                 continue
             for item in items:
                 print(item, flush=True)
+            if getattr(items, "truncated", False):
+                listed = sum(1 for i in items if i.kind == "untagged")
+                print(
+                    f"note: {getattr(items, 'untagged_count', listed) - listed} more names were untagged "
+                    "(the server cut the list to fit its message limit)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return 1 if failed else 0
 
 

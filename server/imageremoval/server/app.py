@@ -180,7 +180,7 @@ def create_server(
     )
     remover = ImageRemover(client, tracer, RemovalMetrics(meter_provider) if measuring else None, policy)
     image_removal_pb2_grpc.add_ImageRemovalServiceServicer_to_server(
-        ImageRemovalServicer(remover, config.namespace), server
+        ImageRemovalServicer(remover, config.namespace, config.limits.max_message_bytes), server
     )
     health = DrainingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

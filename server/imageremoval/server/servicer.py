@@ -23,9 +23,10 @@ _log = logging.getLogger(__name__)
 class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
     """Serves RemoveImage; every failure ends as a status with an ErrorInfo, never as UNKNOWN."""
 
-    def __init__(self, remover: ImageRemover, default_namespace: str) -> None:
+    def __init__(self, remover: ImageRemover, default_namespace: str, max_response_bytes: int | None = None) -> None:
         self._remover = remover
         self._default_namespace = default_namespace
+        self._max_response_bytes = max_response_bytes
 
     async def RemoveImage(  # noqa: N802 - the name is the RPC's
         self, request: pb.RemoveImageRequest, context: grpc.aio.ServicerContext[object, object]
@@ -48,7 +49,7 @@ class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
             _log.exception("removal failed unexpectedly")
             await abort(context, RemovalError("internal error; see the server log"))
             raise
-        return to_response(items)
+        return to_response(items, self._max_response_bytes)
 
 
 def _deadline(context: grpc.aio.ServicerContext[object, object]) -> float | None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#imageremoval/v1/image_removal.proto\x12\x0fimageremoval.v1\"\xae\x01\n\x12RemoveImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x10\n\x08no_prune\x18\x04 \x01(\x08\x12,\n\tplatforms\x18\x05 \x03(\x0b\x32\x19.imageremoval.v1.Platform\x12\x15\n\rallow_missing\x18\x06 \x01(\x08\x12\x10\n\x08\x61sync_gc\x18\t \x01(\x08\"=\n\x08Platform\x12\n\n\x02os\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\"B\n\x13RemoveImageResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.imageremoval.v1.RemovedItem\"<\n\x0bRemovedItem\x12\x12\n\x08untagged\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x64\x65leted\x18\x02 \x01(\tH\x00\x42\x06\n\x04item\"/\n\rImageUntagged\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\" \n\x0cImageDeleted\x12\x10\n\x08image_id\x18\x01 \x01(\t2o\n\x13ImageRemovalService\x12X\n\x0bRemoveImage\x12#.imageremoval.v1.RemoveImageRequest\x1a$.imageremoval.v1.RemoveImageResponseBJ\n\x12io.imageremoval.v1P\x01Z2imageremoval.io/api/imageremoval/v1;imageremovalv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#imageremoval/v1/image_removal.proto\x12\x0fimageremoval.v1\"\xc2\x01\n\x12RemoveImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x10\n\x08no_prune\x18\x04 \x01(\x08\x12,\n\tplatforms\x18\x05 \x03(\x0b\x32\x19.imageremoval.v1.Platform\x12\x15\n\rallow_missing\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x10\n\x08\x61sync_gc\x18\t \x01(\x08\"=\n\x08Platform\x12\n\n\x02os\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\"\x84\x01\n\x13RemoveImageResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.imageremoval.v1.RemovedItem\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x12\x16\n\x0euntagged_count\x18\x03 \x01(\x05\x12\x15\n\rdeleted_count\x18\x04 \x01(\x05\"<\n\x0bRemovedItem\x12\x12\n\x08untagged\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x64\x65leted\x18\x02 \x01(\tH\x00\x42\x06\n\x04item\"/\n\rImageUntagged\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\" \n\x0cImageDeleted\x12\x10\n\x08image_id\x18\x01 \x01(\t2o\n\x13ImageRemovalService\x12X\n\x0bRemoveImage\x12#.imageremoval.v1.RemoveImageRequest\x1a$.imageremoval.v1.RemoveImageResponseBJ\n\x12io.imageremoval.v1P\x01Z2imageremoval.io/api/imageremoval/v1;imageremovalv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\022io.imageremoval.v1P\001Z2imageremoval.io/api/imageremoval/v1;imageremovalv1'
   _globals['_REMOVEIMAGEREQUEST']._serialized_start=57
-  _globals['_REMOVEIMAGEREQUEST']._serialized_end=231
-  _globals['_PLATFORM']._serialized_start=233
-  _globals['_PLATFORM']._serialized_end=294
-  _globals['_REMOVEIMAGERESPONSE']._serialized_start=296
-  _globals['_REMOVEIMAGERESPONSE']._serialized_end=362
-  _globals['_REMOVEDITEM']._serialized_start=364
-  _globals['_REMOVEDITEM']._serialized_end=424
-  _globals['_IMAGEUNTAGGED']._serialized_start=426
-  _globals['_IMAGEUNTAGGED']._serialized_end=473
-  _globals['_IMAGEDELETED']._serialized_start=475
-  _globals['_IMAGEDELETED']._serialized_end=507
-  _globals['_IMAGEREMOVALSERVICE']._serialized_start=509
-  _globals['_IMAGEREMOVALSERVICE']._serialized_end=620
+  _globals['_REMOVEIMAGEREQUEST']._serialized_end=251
+  _globals['_PLATFORM']._serialized_start=253
+  _globals['_PLATFORM']._serialized_end=314
+  _globals['_REMOVEIMAGERESPONSE']._serialized_start=317
+  _globals['_REMOVEIMAGERESPONSE']._serialized_end=449
+  _globals['_REMOVEDITEM']._serialized_start=451
+  _globals['_REMOVEDITEM']._serialized_end=511
+  _globals['_IMAGEUNTAGGED']._serialized_start=513
+  _globals['_IMAGEUNTAGGED']._serialized_end=560
+  _globals['_IMAGEDELETED']._serialized_start=562
+  _globals['_IMAGEDELETED']._serialized_end=594
+  _globals['_IMAGEREMOVALSERVICE']._serialized_start=596
+  _globals['_IMAGEREMOVALSERVICE']._serialized_end=707
 # @@protoc_insertion_point(module_scope)
