@@ -64,7 +64,7 @@ def run(scenario: str, trials: int, work: Path) -> races.Counts:
                 assert process is not None
                 process.send_signal(signal.SIGKILL)
                 process.wait(10)
-                daemon._process = None
+                daemon.stop()  # the process is gone: this only releases its pid file and lock
 
             def restart() -> None:
                 daemon.start()

@@ -169,7 +169,7 @@ def test_containerd_killed_under_load_never_turns_a_removal_into_unavailable_or_
         assert process is not None
         process.kill()
         process.wait(10)
-        restartable._process = None
+        restartable.stop()  # the process is gone: this only releases its pid file and lock
 
     def restart() -> None:
         restartable.start()

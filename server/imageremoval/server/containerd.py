@@ -34,7 +34,6 @@ from .errors import (
     ContainerdUnavailable,
     DeadlineExceeded,
     NotFoundInContainerd,
-    RemovalError,
 )
 from .model import ContainerRecord, ContentInfo, Descriptor, ImageRecord, SnapshotInfo, SnapshotKind, TaskState
 from .telemetry import EVENT_IMAGE_ID_LABEL, EVENT_TYPE_URL, EVENT_UNTAG_TYPE_URL, TOPIC_DELETE, TOPIC_UNTAG
@@ -403,7 +402,7 @@ class ContainerdClient:
                 leases_pb2.DeleteRequest(id=hold.lease_id, sync=collect),
                 namespace,
             )
-        except (RemovalError, NotFoundInContainerd) as exc:  # never fatal: the lease expires by itself
+        except Exception as exc:  # never fatal (also a channel closed at shutdown): the lease expires by itself
             _log.warning("lease %s not deleted (it expires by itself): %s", hold.lease_id, exc)
 
     async def _create_lease(self, namespace: str) -> str:
