@@ -230,7 +230,7 @@ def test_text_lines_carry_every_field_json_lines_carry() -> None:
 def test_the_request_id_is_on_the_line(server: Any, captured: tuple[io.StringIO, io.StringIO], ns: str) -> None:
     with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError):
         pb_grpc.ImageRemovalServiceStub(channel).RemoveImage(
-            pb.RemoveImageRequest(image="absent", namespace=ns, request_id="req-7"),  # type: ignore[call-arg]
+            pb.RemoveImageRequest(image="absent", namespace=ns, request_id="req-7"),
             timeout=30,
         )
     [line] = _records(captured[0], ns)

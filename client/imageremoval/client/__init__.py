@@ -13,7 +13,7 @@ from ._errors import (
     PermissionDeniedError,
     UnavailableError,
 )
-from ._model import Platform, RemovedItem, Tls
+from ._model import Platform, RemovedItem, RemovedItems, Tls
 
 __all__ = [
     "SERVICE_CONFIG",
@@ -28,6 +28,7 @@ __all__ = [
     "PermissionDeniedError",
     "Platform",
     "RemovedItem",
+    "RemovedItems",
     "Tls",
     "UnavailableError",
 ]

@@ -72,6 +72,14 @@ def run_rm(client: ImageRemovalClient, args: argparse.Namespace) -> int:
                 print(f"Would {'untag' if item.kind == 'untagged' else 'delete'}: {item.value}", flush=True)
             else:
                 print(item, flush=True)
+        if getattr(items, "truncated", False):
+            listed = sum(1 for i in items if i.kind == "untagged")
+            print(
+                f"note: {getattr(items, 'untagged_count', listed) - listed} more names were untagged "
+                "(the server cut the list to fit its message limit)",
+                file=sys.stderr,
+                flush=True,
+            )
     if args.format == "json":
         print(json.dumps(results, indent=2))
     elif args.dry_run:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Generator, Sequence
 from types import TracebackType
 from typing import Final, Self, TypeVar
@@ -12,7 +13,7 @@ import grpc
 from imageremoval.gen.v1 import image_removal_pb2
 
 from ._errors import ImageRemovalError, from_rpc_error
-from ._model import Platform, RemovedItem, Tls
+from ._model import Platform, RemovedItem, RemovedItems, Tls
 
 DEFAULT_TARGET: Final = "127.0.0.1:50051"
 DEFAULT_TIMEOUT: Final = 60.0
@@ -23,7 +24,8 @@ _LIST_IMAGES: Final = f"/{_SERVICE}/ListImages"
 _PLAN_PRUNE: Final = f"/{_SERVICE}/PlanPrune"
 _EXECUTE_PRUNE: Final = f"/{_SERVICE}/ExecutePrune"
 
-# Retry only UNAVAILABLE: the server refuses before changing anything, so that is the one safe code.
+# Retry only UNAVAILABLE: the server answers it only when nothing was changed, so that is the one safe code
+# (and each call carries a request_id, so even a retry after an answer lost in transit is answered truly).
 SERVICE_CONFIG: Final[str] = json.dumps(
     {
         "methodConfig": [
@@ -84,11 +86,16 @@ def _request(
         allow_missing=allow_missing,
         async_gc=async_gc,
         validate_only=validate_only,
+        # One ID per call: gRPC's retries resend these bytes, so a retry after a lost answer gets the first
+        # attempt's answer from the server (AIP-155), never NOT_FOUND for what that attempt removed.
+        request_id=str(uuid.uuid4()),
     )
 
 
 def _items(response: image_removal_pb2.RemoveImageResponse) -> list[RemovedItem]:
-    items: list[RemovedItem] = []
+    items = RemovedItems()
+    items.truncated = response.truncated
+    items.untagged_count, items.deleted_count = response.untagged_count, response.deleted_count
     for item in response.items:
         which = item.WhichOneof("item")
         if which == "untagged":

@@ -59,7 +59,9 @@ class ConflictError(ImageRemovalError):
 
 
 class AbortedError(ImageRemovalError):
-    """ABORTED: the image changed while it was being removed (IMAGE_CHANGED); retrying may succeed."""
+    """ABORTED: the image changed while it was being removed (IMAGE_CHANGED; retrying may succeed), containerd
+    failed after a change (REMOVAL_INCOMPLETE; the metadata says what changed), or whether a change happened is
+    unknown (OUTCOME_UNKNOWN; retry with the same request_id or with allow_missing)."""
 
 
 class UnavailableError(ImageRemovalError):

@@ -42,6 +42,15 @@ class RemovedItem:
         return f"{'Untagged' if self.kind == 'untagged' else 'Deleted'}: {self.value}"
 
 
+class RemovedItems(list[RemovedItem]):
+    """What a removal did, in order; `truncated` when the server had to leave untagged names out of the list
+    to fit its message limit (then `untagged_count` and `deleted_count` give the exact numbers)."""
+
+    truncated: bool = False
+    untagged_count: int = 0
+    deleted_count: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Tls:
     """TLS for the channel: the CA that signed the server, and for mutual TLS this client's certificate."""

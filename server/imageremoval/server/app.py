@@ -192,6 +192,7 @@ def create_server(
         executor=PruneExecutor(client, remover, policy),
         seal=PlanSeal.from_file(config.plan_key_file),
         reclaim=ReclaimEstimator(client, remover, reader),
+        max_response_bytes=config.limits.max_message_bytes,
     )
     image_removal_pb2_grpc.add_ImageRemovalServiceServicer_to_server(servicer, server)
     health = DrainingHealthServicer()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
+import datetime
 import json
 import logging
 import time
@@ -45,6 +47,8 @@ from .model import (
 )
 from .telemetry import EVENT_IMAGE_ID_LABEL, EVENT_TYPE_URL, EVENT_UNTAG_TYPE_URL, TOPIC_DELETE, TOPIC_UNTAG
 
+_log = logging.getLogger(__name__)
+
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
 MAX_METADATA_BLOB = 4 * 1024 * 1024  # indexes, manifests and configs are small; refuse to buffer more
@@ -53,8 +57,11 @@ _SNAPSHOT_KINDS = {
     snapshots_pb2.Kind.VIEW: SnapshotKind.VIEW,
     snapshots_pb2.Kind.COMMITTED: SnapshotKind.COMMITTED,
 }
-_log = logging.getLogger(__name__)
 RECONNECT_BACKOFF_MS = (100, 1000)  # first and longest wait between reconnection attempts to containerd
+# containerd's client labels every lease with an expiry (containerd.io/gc.expire); ours do too, so a lease
+# orphaned by a crash (ours or containerd's) stops holding content once it expires (issue 9 item 11).
+LABEL_LEASE_EXPIRE = "containerd.io/gc.expire"
+LEASE_EXPIRY_SECONDS = 600.0
 _RUNNING_STATES = frozenset({task_pb2.Status.RUNNING, task_pb2.Status.PAUSED, task_pb2.Status.PAUSING})
 
 # The caller's deadline (time.monotonic()), set by the remover for the calls of one request; None: no bound.
@@ -114,6 +121,14 @@ def _translate(exc: grpc.aio.AioRpcError, what: str) -> Exception:
     return ContainerdFailed(
         f"containerd failed ({what}): {code.name}: {detail}", {"operation": what, "containerdCode": code.name}
     )
+
+
+@dataclasses.dataclass(slots=True)
+class Hold:
+    """A lease held for a block; set keep to leave it to its expiry instead of deleting it at the end."""
+
+    lease_id: str
+    keep: bool = False
 
 
 class ContainerdClient:
@@ -181,6 +196,21 @@ class ContainerdClient:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, what) from None
 
+    async def find_image(self, namespace: str, name: str, *, wait_seconds: float) -> ImageRecord | None:
+        """The record with this name, or None; waits up to wait_seconds for containerd to answer again
+        (how a removal learns what a delete whose answer was lost did)."""
+        request = images_pb2.GetImageRequest(name=name)
+        try:
+            reply = await self._images.Get(
+                request, metadata=self._metadata(namespace), timeout=wait_seconds, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = _translate(exc, "images.get")
+            if isinstance(error, NotFoundInContainerd):
+                return None
+            raise error from None
+        return _to_image(reply.image)
+
     async def version(self) -> str:
         """containerd's version; also the health probe."""
         try:
@@ -188,6 +218,20 @@ class ContainerdClient:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, "version") from None
         return str(reply.version)
+
+    async def find_content(self, namespace: str, digest: str, *, wait_seconds: float) -> ContentInfo | None:
+        """A blob's info, or None; waits up to wait_seconds for containerd to answer again."""
+        request = content_pb2.InfoRequest(digest=digest)
+        try:
+            reply = await self._content.Info(
+                request, metadata=self._metadata(namespace), timeout=wait_seconds, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = _translate(exc, "content.info")
+            if isinstance(error, NotFoundInContainerd):
+                return None
+            raise error from None
+        return ContentInfo(digest=reply.info.digest, size=reply.info.size, labels=dict(reply.info.labels))
 
     # Images
 
@@ -291,6 +335,21 @@ class ContainerdClient:
             for process in reply.tasks
         }
 
+    async def active_snapshots(self, namespace: str, snapshotter: str) -> dict[str, str]:
+        """Active (writable) snapshots, key -> parent: root filesystems (also one prepared for a container not
+        yet created) and layers being unpacked."""
+        request = snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter, filters=["kind==active"])
+        found: dict[str, str] = {}
+        try:
+            stream = self._snapshots.List(
+                request, metadata=self._metadata(namespace), timeout=self._timeout_for("snapshots.list")
+            )
+            async for reply in stream:
+                found.update({info.name: info.parent for info in reply.info})
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, "snapshots.list") from None
+        return found
+
     async def list_snapshots(self, namespace: str, snapshotter: str) -> list[SnapshotInfo]:
         """Every snapshot of one snapshotter in the namespace (an unknown kind counts as active: mounted)."""
         request = snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter)
@@ -342,9 +401,7 @@ class ContainerdClient:
     @contextlib.asynccontextmanager
     async def temporary_lease(self, namespace: str) -> AsyncIterator[str]:
         """A lease for the duration of a block; deleted synchronously at the end, which runs a GC pass."""
-        lease_id = f"imageremoval-{uuid.uuid4().hex}"
-        request = leases_pb2.CreateRequest(id=lease_id)
-        await self._call("leases.create", self._leases.Create, request, namespace)
+        lease_id = await self._create_lease(namespace)
         try:
             yield lease_id
         finally:
@@ -354,6 +411,52 @@ class ContainerdClient:
                 leases_pb2.DeleteRequest(id=lease_id, sync=True),
                 namespace,
             )
+
+    @contextlib.asynccontextmanager
+    async def holding(self, namespace: str, digest: str, *, collect: bool) -> AsyncIterator[Hold]:
+        """`hold` for the duration of a block, then `release`."""
+        hold = await self.hold(namespace, digest)
+        try:
+            yield hold
+        finally:
+            await self.release(namespace, hold, collect=collect)
+
+    async def hold(self, namespace: str, digest: str) -> Hold:
+        """Hold a blob (and, through its garbage-collection labels, everything it references) under a new
+        lease of ours until `release`."""
+        hold = Hold(await self._create_lease(namespace))
+        try:
+            resource = leases_pb2.Resource(id=digest, type="content")
+            request = leases_pb2.AddResourceRequest(id=hold.lease_id, resource=resource)
+            await self._call("leases.addresource", self._leases.AddResource, request, namespace)
+        except BaseException:
+            await self.release(namespace, hold, collect=False)
+            raise
+        return hold
+
+    async def release(self, namespace: str, hold: Hold, *, collect: bool) -> None:
+        """Delete the lease, with one synchronous collection pass when `collect`; unless `keep` was set (then,
+        as when deleting it fails, the content is freed when the lease expires). Never raises."""
+        if hold.keep:
+            _log.warning("lease %s kept until it expires: its content may still be needed", hold.lease_id)
+            return
+        try:
+            await self._call(
+                "leases.delete",
+                self._leases.Delete,
+                leases_pb2.DeleteRequest(id=hold.lease_id, sync=collect),
+                namespace,
+            )
+        except Exception as exc:  # never fatal (also a channel closed at shutdown): the lease expires by itself
+            _log.warning("lease %s not deleted (it expires by itself): %s", hold.lease_id, exc)
+
+    async def _create_lease(self, namespace: str) -> str:
+        lease_id = f"imageremoval-{uuid.uuid4().hex}"
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=LEASE_EXPIRY_SECONDS)
+        labels = {LABEL_LEASE_EXPIRE: expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        request = leases_pb2.CreateRequest(id=lease_id, labels=labels)
+        await self._call("leases.create", self._leases.Create, request, namespace)
+        return lease_id
 
     # Events
 

@@ -47,6 +47,8 @@ class Reason(enum.StrEnum):
     INVALID_SELECTOR = "INVALID_SELECTOR"
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
     INVALID_PLAN = "INVALID_PLAN"
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+    INVALID_REQUEST_ID = "INVALID_REQUEST_ID"
     INTERNAL = "INTERNAL"
 
 
@@ -63,6 +65,9 @@ class RemovalError(Exception):
 
     kind: ErrorKind = ErrorKind.INTERNAL
     reason: Reason = Reason.INTERNAL
+    # Set on a lost answer (UNAVAILABLE, DEADLINE_EXCEEDED) once containerd was read back and showed that the
+    # change was not made: only then may it reach a caller as such.
+    verified_unchanged: bool = False
 
     def __init__(self, message: str, metadata: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -117,6 +122,14 @@ class RemovalIncomplete(RemovalError):
 
     kind = ErrorKind.ABORTED
     reason = Reason.REMOVAL_INCOMPLETE
+
+
+class OutcomeUnknown(RemovalError):
+    """containerd stopped answering after a change was sent and did not answer again in time, so nobody
+    knows whether it was made: never UNAVAILABLE, which a client would retry into NOT_FOUND."""
+
+    kind = ErrorKind.ABORTED
+    reason = Reason.OUTCOME_UNKNOWN
 
 
 class ImageConflict(RemovalError):

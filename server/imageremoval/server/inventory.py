@@ -176,7 +176,7 @@ class InventoryReader:
         key = (record.name, record.labels.get(PINNED_LABEL, ""))
         found = self._rules.get(key)
         if found is None:
-            found = self._rules[key] = self._policy.protected_rule([record])
+            found = self._rules[key] = self._policy.protected_rule(record)
             if len(self._rules) > _CACHE_ENTRIES:
                 self._rules.clear()
         return found

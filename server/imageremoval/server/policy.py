@@ -11,9 +11,48 @@ from dataclasses import dataclass, field
 from .config import is_valid_namespace
 from .errors import DeadlineExceeded, ImageProtected, InvalidArgument, NamespaceNotAllowed, Reason, TooManyRemovals
 from .model import ImageRecord
-from .references import familiar_name
+from .references import familiar_repository, parse_stored_name
 
 PINNED_LABEL = "io.cri-containerd.pinned"
+# Registry spellings that name the same registry: the default HTTPS port, and Docker Hub's other hosts.
+_SAME_REGISTRY = {"index.docker.io": "docker.io", "registry-1.docker.io": "docker.io"}
+
+
+def _normal_repository(repository: str) -> str:
+    """A repository as one registry spells it: domain in lower case, without the default port :443."""
+    domain, slash, path = repository.partition("/")
+    if not slash or not ("." in domain or ":" in domain or domain.lower() == "localhost"):
+        return repository  # no domain: Docker Hub's, already normalised
+    domain = domain.lower().removesuffix(":443")
+    return f"{_SAME_REGISTRY.get(domain, domain)}/{path}"
+
+
+def spellings(name: str) -> tuple[str, ...]:
+    """Every form of a stored name a protected pattern is matched against: the name itself, and its
+    normalised full and familiar forms, each with its tag; a by-digest name also as `repository:<digest>`,
+    so `registry.k8s.io/pause:*` protects `registry.k8s.io/pause@sha256:...` too (issue 9 item 6)."""
+    forms = [name]
+    parsed = parse_stored_name(name)
+    if parsed is None:  # not fully normalised (e.g. an upper-case registry): split it by hand
+        repository, _, digest = name.partition("@")
+        tag = ""
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository, tag = repository.rsplit(":", 1)
+        versions = [v for v in (tag, digest) if v]
+    else:
+        repository = parsed.repository
+        versions = [v for v in (parsed.tag, parsed.digest) if v]
+    normal = _normal_repository(repository)
+    for repo in dict.fromkeys((repository, normal, familiar_repository(normal))):
+        forms.append(repo)
+        forms.extend(f"{repo}:{version}" for version in versions)
+        forms.extend(f"{repo}@{version}" for version in versions if version.startswith("sha256:"))
+    return tuple(dict.fromkeys(forms))
+
+
+def normal_pattern(pattern: str) -> str:
+    """A protected pattern with its registry spelled as `spellings` spells it."""
+    return _normal_repository(pattern)
 
 
 IDENTITY_KINDS = ("uri", "dns", "cn")
@@ -80,29 +119,35 @@ class RemovalPolicy:
                 {"remainingMs": str(max(int(left * 1000), 0))},
             )
 
+    def protected_rule(self, record: ImageRecord) -> str:
+        """The rule protecting this record ("" if none): the CRI pin label, or a pattern matching any spelling."""
+        if record.labels.get(PINNED_LABEL) == "pinned":
+            return f"label {PINNED_LABEL}=pinned"
+        forms = spellings(record.name)
+        for pattern in self.protected_patterns:
+            candidates = {pattern, normal_pattern(pattern)}
+            # "any tag of" also covers a record named by the bare repository
+            candidates |= {p.removesuffix(":*") for p in candidates if p.endswith(":*")}
+            if any(fnmatch.fnmatchcase(form, p) for form in forms for p in candidates):
+                return pattern
+        return ""
+
+    def may_delete(self, record: ImageRecord, *, force: bool) -> bool:
+        """Whether any path may delete this record (prune included): not protected, or forced where allowed."""
+        return (force and self.allow_force_protected) or not self.protected_rule(record)
+
     def check_protected(self, records: Sequence[ImageRecord], *, force: bool, display: str) -> None:
         """Pinned (CRI) images and protected names stay, unless the server lets force remove them."""
         if force and self.allow_force_protected:
             return
         for record in records:
-            rule = self.protected_rule([record])
+            rule = self.protected_rule(record)
             if rule:
                 hint = "; the server lets force remove it" if self.allow_force_protected else ""
                 raise ImageProtected(
                     f"image {display} is protected ({rule}){hint}",
                     {"imageId": record.image_id, "reference": display, "rule": rule},
                 )
-
-    def protected_rule(self, records: Sequence[ImageRecord]) -> str:
-        """Why these records are protected (the pinned label or the matching pattern); empty if they are not."""
-        for record in records:
-            if record.labels.get(PINNED_LABEL) == "pinned":
-                return f"label {PINNED_LABEL}=pinned"
-            familiar = familiar_name(record.name)
-            for pattern in self.protected_patterns:
-                if fnmatch.fnmatchcase(record.name, pattern) or fnmatch.fnmatchcase(familiar, pattern):
-                    return pattern
-        return ""
 
 
 WAIT_WINDOW_S = 30.0  # how long a client refused for want of a free slot counts as waiting for one

@@ -40,6 +40,7 @@ class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
         executor: PruneExecutor | None = None,
         seal: PlanSeal | None = None,
         reclaim: ReclaimEstimator | None = None,
+        max_response_bytes: int | None = None,
     ) -> None:
         self._remover = remover
         self._default_namespace = default_namespace
@@ -47,6 +48,7 @@ class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
         self._executor = executor
         self._seal = seal or PlanSeal.from_file(None)
         self._reclaim = reclaim
+        self._max_response_bytes = max_response_bytes
 
     async def RemoveImage(  # noqa: N802 - the name is the RPC's
         self, request: pb.RemoveImageRequest, context: grpc.aio.ServicerContext[object, object]
@@ -73,7 +75,7 @@ class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
             _log.exception("removal failed unexpectedly")
             await abort(context, RemovalError("internal error; see the server log"))
             raise
-        response = to_response(items)
+        response = to_response(items, self._max_response_bytes)
         response.reclaimable_bytes = reclaimable
         return response
 

@@ -37,6 +37,8 @@ class ImageContent:
     manifests: list[PlatformManifest] = field(default_factory=list)
     entries: list[tuple[Descriptor, Mapping[str, str]]] = field(default_factory=list)  # every index entry
     _chain_ids: dict[str, str] | None = None  # manifest digest -> chain ID, read on demand
+    _prefix_chains: set[str] | None = None  # chain IDs of every layer prefix, read on demand
+    _diff_ids: asyncio.Future[dict[str, list[str]]] | None = None  # manifest digest -> diff IDs, read once
     walked: bool = True  # False when the walk was skipped (nothing needed it): no read happened
 
     @property
@@ -65,9 +67,30 @@ class ImageContent:
     async def chain_ids(self, client: ContainerdClient, namespace: str) -> dict[str, str]:
         """Manifest digest -> chain ID of its layers (what a container's snapshot sits on); configs read once."""
         if self._chain_ids is None:
-            found = await asyncio.gather(*(_chain_of(client, namespace, m) for m in self.manifests))
-            self._chain_ids = {m.descriptor.digest: c for m, c in zip(self.manifests, found, strict=True) if c}
+            stacks = await self._stacks(client, namespace)
+            self._chain_ids = {digest: chain_id(ids) for digest, ids in stacks.items() if ids}
         return self._chain_ids
+
+    async def prefix_chains(self, client: ContainerdClient, namespace: str) -> set[str]:
+        """Chain IDs of every prefix of every present manifest's layer stack (what an unpack names its
+        snapshots after, layer by layer); configs read once."""
+        if self._prefix_chains is None:
+            stacks = await self._stacks(client, namespace)
+            self._prefix_chains = {chain_id(ids[: n + 1]) for ids in stacks.values() for n in range(len(ids))}
+        return self._prefix_chains
+
+    async def _stacks(self, client: ContainerdClient, namespace: str) -> dict[str, list[str]]:
+        """Manifest digest -> the diff IDs of its layers, from its config (read once, shared by callers)."""
+        if self._diff_ids is None:
+            self._diff_ids = asyncio.ensure_future(_read_stacks(client, namespace, self.manifests))
+        return await asyncio.shield(self._diff_ids)
+
+
+async def _read_stacks(
+    client: ContainerdClient, namespace: str, manifests: list[PlatformManifest]
+) -> dict[str, list[str]]:
+    found = await asyncio.gather(*(_diff_ids_of(client, namespace, m) for m in manifests))
+    return {m.descriptor.digest: ids for m, ids in zip(manifests, found, strict=True)}
 
 
 def chain_id(diff_ids: list[str]) -> str:
@@ -126,13 +149,13 @@ async def _manifest(client: ContainerdClient, namespace: str, descriptor: Descri
     )
 
 
-async def _chain_of(client: ContainerdClient, namespace: str, manifest: PlatformManifest) -> str:
+async def _diff_ids_of(client: ContainerdClient, namespace: str, manifest: PlatformManifest) -> list[str]:
     if not manifest.config.digest:
-        return ""
+        return []
     config = await _json(client, namespace, manifest.config.digest) or {}
     rootfs = config.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    return chain_id([d for d in diff_ids if isinstance(d, str)] if isinstance(diff_ids, list) else [])
+    return [d for d in diff_ids if isinstance(d, str)] if isinstance(diff_ids, list) else []
 
 
 def _platform(raw: object) -> dict[str, str]:

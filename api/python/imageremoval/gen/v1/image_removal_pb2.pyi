@@ -28,7 +28,7 @@ SKIP_REASON_CHANGED: SkipReason
 SKIP_REASON_FAILED: SkipReason
 
 class RemoveImageRequest(_message.Message):
-    __slots__ = ("image", "namespace", "force", "no_prune", "platforms", "allow_missing", "validate_only", "async_gc")
+    __slots__ = ("image", "namespace", "force", "no_prune", "platforms", "allow_missing", "validate_only", "request_id", "async_gc")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class RemoveImageRequest(_message.Message):
     PLATFORMS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ASYNC_GC_FIELD_NUMBER: _ClassVar[int]
     image: str
     namespace: str
@@ -44,8 +45,9 @@ class RemoveImageRequest(_message.Message):
     platforms: _containers.RepeatedCompositeFieldContainer[Platform]
     allow_missing: bool
     validate_only: bool
+    request_id: str
     async_gc: bool
-    def __init__(self, image: _Optional[str] = ..., namespace: _Optional[str] = ..., force: _Optional[bool] = ..., no_prune: _Optional[bool] = ..., platforms: _Optional[_Iterable[_Union[Platform, _Mapping]]] = ..., allow_missing: _Optional[bool] = ..., validate_only: _Optional[bool] = ..., async_gc: _Optional[bool] = ...) -> None: ...
+    def __init__(self, image: _Optional[str] = ..., namespace: _Optional[str] = ..., force: _Optional[bool] = ..., no_prune: _Optional[bool] = ..., platforms: _Optional[_Iterable[_Union[Platform, _Mapping]]] = ..., allow_missing: _Optional[bool] = ..., validate_only: _Optional[bool] = ..., request_id: _Optional[str] = ..., async_gc: _Optional[bool] = ...) -> None: ...
 
 class Platform(_message.Message):
     __slots__ = ("os", "architecture", "variant")
@@ -58,12 +60,18 @@ class Platform(_message.Message):
     def __init__(self, os: _Optional[str] = ..., architecture: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...
 
 class RemoveImageResponse(_message.Message):
-    __slots__ = ("items", "reclaimable_bytes")
+    __slots__ = ("items", "reclaimable_bytes", "truncated", "untagged_count", "deleted_count")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     RECLAIMABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    UNTAGGED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DELETED_COUNT_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RemovedItem]
     reclaimable_bytes: int
-    def __init__(self, items: _Optional[_Iterable[_Union[RemovedItem, _Mapping]]] = ..., reclaimable_bytes: _Optional[int] = ...) -> None: ...
+    truncated: bool
+    untagged_count: int
+    deleted_count: int
+    def __init__(self, items: _Optional[_Iterable[_Union[RemovedItem, _Mapping]]] = ..., reclaimable_bytes: _Optional[int] = ..., truncated: _Optional[bool] = ..., untagged_count: _Optional[int] = ..., deleted_count: _Optional[int] = ...) -> None: ...
 
 class RemovedItem(_message.Message):
     __slots__ = ("untagged", "deleted")

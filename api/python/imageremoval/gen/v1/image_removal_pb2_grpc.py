@@ -75,9 +75,12 @@ class ImageRemovalServiceServicer:
         """RemoveImage removes one image reference, like `docker rmi IMAGE`.
 
         Errors: INVALID_ARGUMENT (INVALID_REFERENCE, AMBIGUOUS_REFERENCE, INVALID_NAMESPACE, FORCE_REQUIRED,
-        INVALID_PLATFORM), NOT_FOUND (IMAGE_NOT_FOUND, PLATFORM_NOT_FOUND), FAILED_PRECONDITION
-        (IMAGE_CONFLICT), ABORTED (IMAGE_CHANGED), UNAVAILABLE (CONTAINERD_UNAVAILABLE).
-        Retrying is safe only for UNAVAILABLE and, with allow_missing set, for any call.
+        INVALID_PLATFORM, INVALID_REQUEST_ID), NOT_FOUND (IMAGE_NOT_FOUND, PLATFORM_NOT_FOUND), FAILED_PRECONDITION
+        (IMAGE_CONFLICT), ABORTED (IMAGE_CHANGED, REMOVAL_INCOMPLETE, OUTCOME_UNKNOWN), UNAVAILABLE
+        (CONTAINERD_UNAVAILABLE). UNAVAILABLE always means nothing was changed: a change whose answer containerd
+        lost is read back once containerd answers again, and is OUTCOME_UNKNOWN (never UNAVAILABLE) when it
+        does not answer in time. Retrying is safe for UNAVAILABLE, for any call with allow_missing set, and for
+        any call with the same request_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
