@@ -47,6 +47,8 @@ class Reason(enum.StrEnum):
     INVALID_SELECTOR = "INVALID_SELECTOR"
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
     INVALID_PLAN = "INVALID_PLAN"
+    INVALID_RECLAIM_TARGET = "INVALID_RECLAIM_TARGET"
+    RECLAIM_UNAVAILABLE = "RECLAIM_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
 
@@ -191,6 +193,13 @@ class ImageProtected(RemovalError):
 
     kind = ErrorKind.FAILED_PRECONDITION
     reason = Reason.IMAGE_PROTECTED
+
+
+class ReclaimUnavailable(RemovalError):
+    """A usage-percent target, but the server cannot measure containerd's root filesystem."""
+
+    kind = ErrorKind.FAILED_PRECONDITION
+    reason = Reason.RECLAIM_UNAVAILABLE
 
 
 class TooManyRemovals(RemovalError):

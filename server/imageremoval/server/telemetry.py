@@ -277,4 +277,5 @@ TOPIC_UNTAG = "/imageremoval/untag"  # ImageUpdate.name: the name removed; label
 TOPIC_DELETE = "/imageremoval/delete"  # ImageDelete.name: the image ID (or platform manifest digest) deleted
 EVENT_TYPE_URL = "containerd.services.images.v1.ImageDelete"  # /imageremoval/delete's payload
 EVENT_UNTAG_TYPE_URL = "containerd.services.images.v1.ImageUpdate"  # /imageremoval/untag's payload
+TOPIC_PROBE = "/imageremoval/usage-probe"  # empty; the usage tracker publishes it to see its subscription is open
 EVENT_IMAGE_ID_LABEL = "imageId"  # the untag event's label holding the image ID the name pointed to

@@ -28,7 +28,6 @@ class SkipReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SKIP_REASON_CHANGED: _ClassVar[SkipReason]
     SKIP_REASON_FAILED: _ClassVar[SkipReason]
     SKIP_REASON_TOO_YOUNG: _ClassVar[SkipReason]
-    SKIP_REASON_NOT_NEEDED: _ClassVar[SkipReason]
 AGE_BASIS_UNSPECIFIED: AgeBasis
 AGE_BASIS_UNKNOWN: AgeBasis
 AGE_BASIS_OBSERVED_USE: AgeBasis
@@ -41,7 +40,6 @@ SKIP_REASON_PARENT_OF_KEPT: SkipReason
 SKIP_REASON_CHANGED: SkipReason
 SKIP_REASON_FAILED: SkipReason
 SKIP_REASON_TOO_YOUNG: SkipReason
-SKIP_REASON_NOT_NEEDED: SkipReason
 
 class RemoveImageRequest(_message.Message):
     __slots__ = ("image", "namespace", "force", "no_prune", "platforms", "allow_missing", "validate_only", "async_gc")

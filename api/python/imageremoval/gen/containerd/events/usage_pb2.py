@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ontainerd/events/usage.proto\x12\x11\x63ontainerd.events\",\n\x0f\x43ontainerCreate\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\"\x1d\n\x0f\x43ontainerDelete\x12\n\n\x02id\x18\x01 \x01(\t\".\n\tTaskStart\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\"N\n\x08TaskExit\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x04 \x01(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ontainerd/events/usage.proto\x12\x11\x63ontainerd.events\",\n\x0f\x43ontainerCreate\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\"\x1d\n\x0f\x43ontainerDelete\x12\n\n\x02id\x18\x01 \x01(\t\".\n\tTaskStart\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\"N\n\x08TaskExit\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x04 \x01(\r\"\x86\x01\n\x0bImageCreate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x06labels\x18\x02 \x03(\x0b\x32*.containerd.events.ImageCreate.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imageremoval.gen.containerd.events.usage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_IMAGECREATE_LABELSENTRY']._loaded_options = None
+  _globals['_IMAGECREATE_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_CONTAINERCREATE']._serialized_start=52
   _globals['_CONTAINERCREATE']._serialized_end=96
   _globals['_CONTAINERDELETE']._serialized_start=98
@@ -39,4 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSTART']._serialized_end=175
   _globals['_TASKEXIT']._serialized_start=177
   _globals['_TASKEXIT']._serialized_end=255
+  _globals['_IMAGECREATE']._serialized_start=258
+  _globals['_IMAGECREATE']._serialized_end=392
+  _globals['_IMAGECREATE_LABELSENTRY']._serialized_start=347
+  _globals['_IMAGECREATE_LABELSENTRY']._serialized_end=392
 # @@protoc_insertion_point(module_scope)
