@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 from opentelemetry.sdk.trace import TracerProvider
 
 from imageremoval.client import ImageRemovalClient
+from imageremoval.gen.containerd.services.images.v1 import images_pb2
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.server.config import ServerConfig, UsageSettings
 from imageremoval.server.daemon import PrivateContainerd
@@ -20,7 +21,7 @@ from imageremoval.server.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_
 
 from .conftest import ServerThread
 from .support.ctr import Ctr
-from .support.images import Layer, file_layer, manifest
+from .support.images import Layer, Manifest, file_layer, manifest
 from .support.store import Store
 from .test_consistency import RecordingInterceptor
 
@@ -63,6 +64,15 @@ class Tracked:
     def image(self, ns: str, image_id: str) -> pb.Image | None:
         return next((i for i in self.client.list_images(namespace=ns) if i.id == image_id), None)
 
+    def image_with(self, ns: str, image_id: str, field: str) -> pb.Image:
+        """The image once the server has recorded `field` (first_seen or last_used)."""
+
+        def probe() -> pb.Image | None:
+            image = self.image(ns, image_id)
+            return image if image is not None and image.HasField(field) else None
+
+        return eventually(probe, f"{field} of {image_id}")
+
     def sweep(self, ns: str) -> None:
         assert self.thread.app.tracker is not None
         self.thread.call(self.thread.app.tracker.sweep([ns]))
@@ -92,7 +102,7 @@ def tracked(containerd: PrivateContainerd) -> Iterator[Callable[..., Tracked]]:
         server.close()
 
 
-def runnable(busybox: Layer, note: str) -> object:
+def runnable(busybox: Layer, note: str) -> Manifest:
     return manifest((busybox, file_layer("note.txt", note.encode())), note=note)
 
 
@@ -102,7 +112,7 @@ def test_first_seen_is_a_label_on_the_record_that_survives_a_server_restart(
     first = tracked()
     image_id = store.put(ns, [lib("seen:1")], manifest((file_layer("a", b"seen"),), note="seen"))
     created = {r.name: r.created_at.ToNanoseconds() for r in store.records(ns)}
-    listed = eventually(lambda: (i := first.image(ns, image_id)) and i.HasField("first_seen") and i, "first seen")
+    listed = first.image_with(ns, image_id, "first_seen")
     assert listed.age_basis == pb.AGE_BASIS_FIRST_SEEN_ONLY
     assert not listed.HasField("last_used")
     assert LABEL_FIRST_SEEN not in listed.labels  # shown as first_seen, not among the user's labels
@@ -130,13 +140,13 @@ def test_a_container_started_and_stopped_moves_last_used(
     tracked: Callable[..., Tracked], store: Store, ctr: Ctr, ns: str, busybox: Layer
 ) -> None:
     server = tracked(write_interval_s=0.0)
-    image_id = store.put(ns, [lib("used:1")], runnable(busybox, "used"))  # type: ignore[arg-type]
+    image_id = store.put(ns, [lib("used:1")], runnable(busybox, "used"))
     server.sweep(ns)
     before = server.image(ns, image_id)
     assert before is not None and before.age_basis == pb.AGE_BASIS_FIRST_SEEN_ONLY
     # A container that starts, exits and is deleted between sweeps: only the events can see it.
     ctr(ns, "run", "--rm", lib("used:1"), "shortlived", "/bin/true")
-    after = eventually(lambda: (i := server.image(ns, image_id)) and i.HasField("last_used") and i, "last used")
+    after = server.image_with(ns, image_id, "last_used")
     assert after.age_basis == pb.AGE_BASIS_OBSERVED_USE
     assert after.last_used.ToNanoseconds() >= before.first_seen.ToNanoseconds()
     assert after.created == before.created
@@ -145,7 +155,7 @@ def test_a_container_started_and_stopped_moves_last_used(
 def test_the_sweep_catches_a_container_created_while_the_server_was_down(
     tracked: Callable[..., Tracked], store: Store, ctr: Ctr, ns: str, busybox: Layer
 ) -> None:
-    image_id = store.put(ns, [lib("missed:1")], runnable(busybox, "missed"))  # type: ignore[arg-type]
+    image_id = store.put(ns, [lib("missed:1")], runnable(busybox, "missed"))
     ctr.create(ns, lib("missed:1"), "while-down")
     server = tracked()
     server.sweep(ns)
@@ -158,39 +168,39 @@ def test_label_writes_stay_within_the_rate_limit_under_container_churn(
     tracked: Callable[..., Tracked], store: Store, ctr: Ctr, ns: str, busybox: Layer
 ) -> None:
     server = tracked(write_interval_s=3600.0)
-    image_id = store.put(ns, [lib("churn:1")], runnable(busybox, "churn"))  # type: ignore[arg-type]
+    image_id = store.put(ns, [lib("churn:1")], runnable(busybox, "churn"))
     server.sweep(ns)
     first_seen_writes = server.label_writes()
     assert first_seen_writes == 1
     for round_ in range(20):
         ctr.create(ns, lib("churn:1"), f"churn-{round_}")
         ctr(ns, "containers", "delete", f"churn-{round_}")
-    eventually(lambda: (i := server.image(ns, image_id)) and i.HasField("last_used"), "last used under churn")
+    server.image_with(ns, image_id, "last_used")
     server.sweep(ns)
     # 20 creates and 20 deletes (80 events with the tasks'... none here) and a sweep: one last-used write.
     assert server.label_writes() - first_seen_writes == 1
 
 
-def test_last_used_survives_a_containerd_restart(tmp_path: Path, store: Store, busybox: Layer) -> None:
+def test_last_used_survives_a_containerd_restart(tmp_path: Path, busybox: Layer) -> None:
     daemon = PrivateContainerd(tmp_path / "restart")
     daemon.start()
     try:
-        own = Store(daemon.address)
-        own.put("restart", [lib("kept:1")], manifest((file_layer("k", b"kept"),), note="kept"))
-        stamp = format_stamp(time.time_ns() - DAY_NS)
+        own, own_ctr = Store(daemon.address), Ctr(daemon.address)
+        image_id = own.put("restart", [lib("kept:1")], runnable(busybox, "kept"))
+        own_ctr.create("restart", lib("kept:1"), "user")
         server = Tracked(daemon.address, UsageSettings(sweep_interval_s=3600.0))
-        own.images.Update(own_update("restart", lib("kept:1"), {LABEL_LAST_USED: stamp}), metadata=own.md("restart"))
         server.sweep("restart")
-        before = server.image("restart", next(iter(own.records("restart"))).target.digest)
+        before = server.image("restart", image_id)
         assert before is not None and before.age_basis == pb.AGE_BASIS_OBSERVED_USE
         server.close()
+        own_ctr.cleanup("restart")
         own.close()
         daemon.stop()
         daemon.start()
         own = Store(daemon.address)
-        server = Tracked(daemon.address, UsageSettings(sweep_interval_s=3600.0))
-        after = server.image("restart", before.id)
-        assert after is not None
+        server = Tracked(daemon.address, UsageSettings(enabled=False))
+        after = server.image("restart", image_id)
+        assert after is not None and after.age_basis == pb.AGE_BASIS_OBSERVED_USE
         assert after.last_used == before.last_used and after.first_seen == before.first_seen
         server.close()
         own.close()
@@ -198,11 +208,7 @@ def test_last_used_survives_a_containerd_restart(tmp_path: Path, store: Store, b
         daemon.stop()
 
 
-def own_update(ns: str, name: str, labels: dict[str, str]) -> object:
-    from google.protobuf import field_mask_pb2
-
-    from imageremoval.gen.containerd.services.images.v1 import images_pb2
-
+def own_update(ns: str, name: str, labels: dict[str, str]) -> images_pb2.UpdateImageRequest:
     return images_pb2.UpdateImageRequest(
         image=images_pb2.Image(name=name, labels=labels),
         update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
