@@ -49,7 +49,7 @@ def untracked(containerd: PrivateContainerd) -> Iterator[Tracked]:
 
 def steps_of(
     steps: list[pb.PruneProgress],
-) -> tuple[list[str], dict[str, pb.SkipReason.ValueType], list[str], pb.PruneSummary]:
+) -> tuple[list[str], dict[str, pb.SkipReason], list[str], pb.PruneSummary]:
     removed = [s.removed.image_id for s in steps if s.HasField("removed")]
     skipped = {s.skipped.image.id: s.skipped.reason for s in steps if s.HasField("skipped")}
     planned = [s.planned.image.id for s in steps if s.HasField("planned")]
