@@ -9,9 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from imageremoval.client import ImageRemovalError, InvalidArgumentError
 from imageremoval.gen.v1 import image_removal_pb2 as pb
+from imageremoval.server import telemetry as t
 from imageremoval.server.config import LoopSettings, UsageSettings
 from imageremoval.server.daemon import PrivateContainerd
 from imageremoval.server.disk import disk_usage
@@ -173,3 +176,45 @@ def test_the_loop_frees_a_small_filesystem_down_to_the_low_mark_then_stops_when_
         own.close()
     finally:
         daemon.stop()
+
+
+def test_reclaim_metrics_count_bytes_targeted_and_freed_images_by_outcome_and_the_run(
+    containerd: PrivateContainerd, store: Store, ns: str
+) -> None:
+    reader = InMemoryMetricReader()
+    server = Tracked(containerd.address, UNTRACKED, meter_provider=MeterProvider(metric_readers=[reader]))
+    try:
+        gone = store.put(ns, [lib("metric-old:1")], blobby("metric-old"))
+        aged(store, ns, lib("metric-old:1"), 5.0)
+        kept = store.put(ns, [lib("metric-pinned:1")], blobby("metric-pinned"), labels=PINNED)
+        aged(store, ns, lib("metric-pinned:1"), 9.0)
+        target = {i.id: i for i in server.client.list_images(namespace=ns)}[gone].unique_bytes
+        summary = list(server.client.reclaim_space(namespace=ns, target_free_bytes=target))[-1].summary
+        assert store.target(ns, lib("metric-pinned:1")) == kept
+        points = metric_points(reader)
+        assert points[t.METRIC_RECLAIM_TARGETED] == [({"trigger": "rpc"}, target)]
+        assert points[t.METRIC_RECLAIM_FREED] == [({"trigger": "rpc"}, summary.freed_bytes)]
+        assert sorted(points[t.METRIC_RECLAIM_IMAGES], key=str) == sorted(
+            [
+                ({"trigger": "rpc", "outcome": "removed", "reason": ""}, 1),
+                ({"trigger": "rpc", "outcome": "skipped", "reason": "PROTECTED"}, 1),
+            ],
+            key=str,
+        )
+        assert points[t.METRIC_RECLAIM_RUNS] == [({"trigger": "rpc", "stop_reason": "target reached"}, 1)]
+        assert len(points[t.METRIC_RECLAIM_LAST_SUCCESS]) == 1
+    finally:
+        server.close()
+
+
+def metric_points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, object], object]]]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    found: dict[str, list[tuple[dict[str, object], object]]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    value = getattr(point, "value", None)
+                    found.setdefault(metric.name, []).append((dict(point.attributes or {}), value))
+    return found

@@ -46,13 +46,15 @@ def eventually(probe: Callable[[], _T | None], what: str, attempts: int = 200) -
 class Tracked:
     """A server of its own with usage tracking tuned for one test, and a client to it."""
 
-    def __init__(self, address: str, usage: UsageSettings, **config: object) -> None:
+    def __init__(self, address: str, usage: UsageSettings, meter_provider: object = None, **config: object) -> None:
         self.recorder = RecordingInterceptor()
+        options = {"meter_provider": meter_provider} if meter_provider is not None else {}
         self.thread = ServerThread(
             ServerConfig(listen="127.0.0.1:0", usage=usage, **config),  # type: ignore[arg-type]
             address,
             TracerProvider(),
             containerd_interceptors=[self.recorder],
+            **options,
         )
         self.client = ImageRemovalClient(f"127.0.0.1:{self.thread.port}")
         self.closed = False

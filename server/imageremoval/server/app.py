@@ -32,6 +32,7 @@ from .prune_execution import PruneExecutor
 from .reclaim import ReclaimEstimator
 from .reflection import enable_reflection
 from .reclaim_loop import ReclaimLoop
+from .reclaim_metrics import ReclaimMetrics
 from .removal import ImageRemover
 from .rpc_telemetry import ContainerdTracing, ServerTelemetry, dup_mode
 from .security import server_credentials
@@ -200,7 +201,10 @@ def create_server(
     reader = InventoryReader(client, policy)
     executor = PruneExecutor(client, remover, policy)
     min_age_ns = int(config.usage.min_age_s * 1e9)
-    reclaimer = SpaceReclaimer(reader, executor, policy, config.containerd_root, min_age_ns=min_age_ns)
+    reclaim_metrics = ReclaimMetrics(meter_provider) if measuring else None
+    reclaimer = SpaceReclaimer(
+        reader, executor, policy, config.containerd_root, min_age_ns=min_age_ns, metrics=reclaim_metrics
+    )
     servicer = ImageRemovalServicer(
         remover,
         config.namespace,
@@ -259,7 +263,11 @@ def create_server(
         gauges=ServiceGauges(meter_provider) if measuring else None,
         health_server=health_server,
         health_port=health_port,
-        tracker=UsageTracker(client, InventoryReader(client, policy), config.usage) if config.usage.enabled else None,
+        tracker=(
+            UsageTracker(client, InventoryReader(client, policy), config.usage, metrics=reclaim_metrics)
+            if config.usage.enabled
+            else None
+        ),
         reclaim_loop=ReclaimLoop(client, reclaimer, config.reclaim) if config.reclaim.enabled else None,
         reclaimer=reclaimer,
     )

@@ -78,7 +78,7 @@ class ReclaimLoop:
         stop = STOP_NOTHING_MORE
         for namespace in await self._client.list_namespaces():
             summary: ReclaimSummary | None = None
-            async for step in self._reclaimer.reclaim(namespace, target):
+            async for step in self._reclaimer.reclaim(namespace, target, trigger="loop"):
                 if isinstance(step, ReclaimSummary):
                     summary = step
             if summary is None:

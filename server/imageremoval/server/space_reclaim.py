@@ -16,6 +16,7 @@ from .model import Item
 from .policy import RemovalPolicy
 from .prune_execution import ExecutablePlan, PlannedRemoval, PruneExecutor, Removed, Skip, Summary
 from .prune_plan import Planned, SkipReason, make_plan
+from .reclaim_metrics import ReclaimMetrics
 from .selector import Selector
 from .sizes import reclaimable
 from .usage import too_young
@@ -96,7 +97,9 @@ class SpaceReclaimer:
         *,
         min_age_ns: int,
         clock: Callable[[], int] = time.time_ns,
+        metrics: ReclaimMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._reader = reader
         self._executor = executor
         self._policy = policy
@@ -107,12 +110,46 @@ class SpaceReclaimer:
 
     def measure(self) -> DiskUsage | None:
         """Containerd root's filesystem now; None when no root is known or it cannot be read."""
-        return disk_usage(self._root) if self._root is not None else None
+        usage = disk_usage(self._root) if self._root is not None else None
+        if usage is not None and self._metrics is not None:
+            self._metrics.filesystem(usage.percent / 100.0)
+        return usage
 
     async def reclaim(
-        self, namespace: str, target: ReclaimTarget, *, dry_run: bool = False, identities: Sequence[str] = ()
+        self,
+        namespace: str,
+        target: ReclaimTarget,
+        *,
+        dry_run: bool = False,
+        identities: Sequence[str] = (),
+        trigger: str = "rpc",
     ) -> AsyncIterator[ReclaimStep]:
-        """Skips as found, removals as done (or the plan, on a dry run), then one summary."""
+        """Skips as found, removals as done (or the plan, on a dry run), then one summary; counted."""
+        async for step in self._reclaim(namespace, target, dry_run=dry_run, identities=identities):
+            if self._metrics is not None and not dry_run:
+                self._count(step, trigger, namespace)
+            yield step
+
+    def _count(self, step: ReclaimStep, trigger: str, namespace: str) -> None:
+        assert self._metrics is not None
+        if isinstance(step, ReclaimSkip):
+            self._metrics.image(trigger, "skipped", step.reason.value)
+        elif isinstance(step, ReclaimRemoved):
+            self._metrics.image(trigger, "removed")
+        elif isinstance(step, ReclaimSummary):
+            self._metrics.run(
+                trigger,
+                namespace,
+                targeted=step.target_bytes,
+                planned=step.planned_bytes,
+                freed=step.freed_bytes,
+                stop=step.stop_reason,
+                reached=step.stop_reason == STOP_TARGET_REACHED,
+            )
+
+    async def _reclaim(
+        self, namespace: str, target: ReclaimTarget, *, dry_run: bool, identities: Sequence[str]
+    ) -> AsyncIterator[ReclaimStep]:
         target.validate()
         self._policy.check_namespace(namespace, identities)
         async with self._lock:

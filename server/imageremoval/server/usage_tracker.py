@@ -17,6 +17,7 @@ from .containerd import CALL_DEADLINE, TOPIC_PROBE, ContainerdClient, quote
 from .errors import NotFoundInContainerd, RemovalError
 from .inventory import InventoryReader
 from .model import ImageRecord
+from .reclaim_metrics import ReclaimMetrics
 from .usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp, parse_stamp
 
 _log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ class UsageTracker:
         reader: InventoryReader,
         settings: UsageSettings,
         clock: Callable[[], int] = time.time_ns,
+        metrics: ReclaimMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._client = client
         self._reader = reader
         self._settings = settings
@@ -79,7 +82,7 @@ class UsageTracker:
             now = self._clock()
             seen = {key for key in self._containers if key[0] == namespace}
             for image in inventory.images:
-                await self._record(namespace, image.records, used=image.in_use, now=now)
+                await self._record(namespace, image.records, used=image.in_use, now=now, source="sweep")
                 for container in image.users:
                     self._remember(namespace, container, image.id)
                     seen.discard((namespace, container))
@@ -183,7 +186,9 @@ class UsageTracker:
         if len(self._containers) > _MAX_CONTAINERS:
             self._containers.pop(next(iter(self._containers)))
 
-    async def _record(self, namespace: str, records: Iterable[ImageRecord], *, used: bool, now: int) -> None:
+    async def _record(
+        self, namespace: str, records: Iterable[ImageRecord], *, used: bool, now: int, source: str = "event"
+    ) -> None:
         """Write what is missing or stale: first-seen once, last-used at most every write_interval."""
         interval = int(self._settings.write_interval_s * _SECOND)
         for record in records:
@@ -199,5 +204,7 @@ class UsageTracker:
             try:
                 await self._client.update_image_labels(namespace, record.name, labels)
                 self.writes += 1
+                if self._metrics is not None:
+                    self._metrics.label_write(source)
             except NotFoundInContainerd:
                 continue  # removed meanwhile: nothing to record
