@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from imageremoval.client import ImageRemovalError, InvalidArgumentError
 from imageremoval.gen.v1 import image_removal_pb2 as pb
@@ -20,9 +21,11 @@ from imageremoval.server.daemon import PrivateContainerd
 from imageremoval.server.disk import disk_usage
 from imageremoval.server.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp
 
+from .conftest import Server
 from .support.ctr import Ctr
 from .support.images import Layer, Manifest, file_layer, manifest
 from .support.store import Store
+from .test_cli_cleaning import _cli
 from .test_usage import DAY_NS, Tracked, eventually, lib, own_update, runnable
 
 PINNED = {"io.cri-containerd.pinned": "pinned"}
@@ -218,3 +221,15 @@ def metric_points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str
                     value = getattr(point, "value", None)
                     found.setdefault(metric.name, []).append((dict(point.attributes or {}), value))
     return found
+
+
+def test_cli_filter_unused_for_lists_only_images_not_used_that_long(untracked: Tracked, store: Store, ns: str) -> None:
+    old = store.put(ns, [lib("cli-old:1")], blobby("cli-old"))
+    aged(store, ns, lib("cli-old:1"), 4.0)
+    store.put(ns, [lib("cli-recent:1")], blobby("cli-recent"))
+    aged(store, ns, lib("cli-recent:1"), 1.0)
+    shown = _cli(Server(untracked.thread, InMemorySpanExporter()), "ls", "-q", "--filter", "unused-for=72h", "-n", ns)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == [old.removeprefix("sha256:")[:12]]
+    bad = _cli(Server(untracked.thread, InMemorySpanExporter()), "ls", "--filter", "unused-for=soon", "-n", ns)
+    assert bad.returncode == 2
