@@ -47,6 +47,8 @@ class UsageTracker:
         self._settings = settings
         self._clock = clock
         self._containers: dict[tuple[str, str], tuple[str, ...]] = {}  # (namespace, container) -> image IDs
+        self._recent: dict[tuple[str, str], int] = {}  # (namespace, image ID) -> when recorded used
+        self._names: dict[tuple[str, str], str] = {}  # (namespace, name containers were created from) -> image ID
         self._tasks: list[asyncio.Task[None]] = []
         self.swept = asyncio.Event()  # the first sweep is done
         self.subscribed = asyncio.Event()  # the event stream is open
@@ -82,12 +84,17 @@ class UsageTracker:
             now = self._clock()
             seen = {key for key in self._containers if key[0] == namespace}
             for image in inventory.images:
-                await self._record(namespace, image.records, used=image.in_use, now=now, source="sweep")
+                recorded = await self._record(namespace, image.records, used=image.in_use, now=now, source="sweep")
+                if image.in_use:
+                    self._recent[(namespace, image.id)] = recorded
                 for container in image.users:
                     self._remember(namespace, container, image.id)
                     seen.discard((namespace, container))
             for key in seen:  # containers gone since the last sweep were used until now
                 self._containers.pop(key, None)
+        self._names.clear()
+        if len(self._recent) > _MAX_CONTAINERS:
+            self._recent.clear()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -142,10 +149,16 @@ class UsageTracker:
         if topic == "/containers/create":
             created = usage_pb2.ContainerCreate()
             created.ParseFromString(payload.value)
+            known = self._names.get((namespace, created.image))
+            if known is not None and self._fresh((namespace, known), now):
+                self._remember(namespace, created.id, known)  # recorded less than write_interval ago: no read
+                return None
             records = await self._records_named(namespace, created.image)
+            recorded = await self._record(namespace, records, used=True, now=now)
             if records:
                 self._remember(namespace, created.id, records[0].image_id)
-            await self._record(namespace, records, used=True, now=now)
+                self._names[(namespace, created.image)] = records[0].image_id
+                self._recent[(namespace, records[0].image_id)] = recorded
             return None
         message: usage_pb2.ContainerDelete | usage_pb2.TaskStart | usage_pb2.TaskExit
         if topic == "/containers/delete":
@@ -160,14 +173,26 @@ class UsageTracker:
         if topic == "/containers/delete":
             self._containers.pop((namespace, container), None)
         for image_id in images:
+            if self._fresh((namespace, image_id), now):
+                continue
             records = await self._client.list_images(namespace, [f"target.digest=={quote(image_id)}"])
-            await self._record(namespace, records, used=True, now=now)
+            self._recent[(namespace, image_id)] = await self._record(namespace, records, used=True, now=now)
         return None
 
+    def _fresh(self, key: tuple[str, str], now: int) -> bool:
+        """Whether this image was recorded as used less than write_interval ago by this process: then its label
+        is at most that old, and reading it again would only confirm it. (A name re-pointed to another image
+        meanwhile still maps to the old one here until the next sweep, which forgets the names.)"""
+        seen = self._recent.get(key)
+        return seen is not None and now - seen < int(self._settings.write_interval_s * _SECOND)
+
     async def _first_seen_by_name(self, namespace: str, payload: any_pb2.Any, now: int) -> None:
+        """A new record: one write, no read (the event carries its labels; copied usage labels are kept)."""
         created = usage_pb2.ImageCreate()
         created.ParseFromString(payload.value)
-        await self._record(namespace, await self._records_named(namespace, created.name), used=False, now=now)
+        if not created.name or parse_stamp(created.labels.get(LABEL_FIRST_SEEN, "")) is not None:
+            return
+        await self._write(namespace, created.name, {LABEL_FIRST_SEEN: format_stamp(now)}, "event")
 
     async def _records_named(self, namespace: str, name: str) -> list[ImageRecord]:
         """Every record of the image this name points at (all of them carry the usage)."""
@@ -188,9 +213,11 @@ class UsageTracker:
 
     async def _record(
         self, namespace: str, records: Iterable[ImageRecord], *, used: bool, now: int, source: str = "event"
-    ) -> None:
-        """Write what is missing or stale: first-seen once, last-used at most every write_interval."""
+    ) -> int:
+        """Write what is missing or stale: first-seen once, last-used at most every write_interval. Returns the
+        oldest last-used the records now carry (now when nothing was read)."""
         interval = int(self._settings.write_interval_s * _SECOND)
+        oldest = now
         for record in records:
             labels: dict[str, str] = {}
             if parse_stamp(record.labels.get(LABEL_FIRST_SEEN, "")) is None:
@@ -199,12 +226,18 @@ class UsageTracker:
                 last = parse_stamp(record.labels.get(LABEL_LAST_USED, ""))
                 if last is None or now - last >= interval:
                     labels[LABEL_LAST_USED] = format_stamp(now)
-            if not labels:
-                continue
-            try:
-                await self._client.update_image_labels(namespace, record.name, labels)
-                self.writes += 1
-                if self._metrics is not None:
-                    self._metrics.label_write(source)
-            except NotFoundInContainerd:
-                continue  # removed meanwhile: nothing to record
+                else:
+                    oldest = min(oldest, last)
+            if labels:
+                await self._write(namespace, record.name, labels, source)
+        return oldest
+
+    async def _write(self, namespace: str, name: str, labels: dict[str, str], source: str) -> None:
+        """One labels-only update of one record; a record removed meanwhile has nothing to record."""
+        try:
+            await self._client.update_image_labels(namespace, name, labels)
+        except NotFoundInContainerd:
+            return
+        self.writes += 1
+        if self._metrics is not None:
+            self._metrics.label_write(source)
