@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -129,8 +132,9 @@ def small_root(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_the_loop_frees_a_small_filesystem_down_to_the_low_mark_then_stops_when_nothing_more_may_go(
-    small_root: Path,
+    small_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="imageremoval.server.reclaim_loop")
     daemon = PrivateContainerd(small_root / "containerd")
     daemon.start()
     root = small_root / "containerd" / "root"
@@ -161,7 +165,12 @@ def test_the_loop_frees_a_small_filesystem_down_to_the_low_mark_then_stops_when_
         assert after is not None and after.percent < low  # statvfs says so, not our own figures
         gone = [i for i in ids if i not in {r.target.digest for r in own.records("fill")}]
         assert gone == ids[: len(gone)] and 0 < len(gone) < len(ids)  # least recently used first
-        assert server.client.list_images(namespace="fill")  # health stayed SERVING: it still answers
+        with grpc.insecure_channel(f"127.0.0.1:{server.thread.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        logged = [r for r in caplog.records if r.name == "imageremoval.server.reclaim_loop"]
+        assert logged and logged[0].__dict__["stopReason"] == "target reached"
+        assert logged[0].__dict__["freedBytes"] == run.freed_bytes > 0
         server.close()
         # A low mark nothing can reach: everything removable goes, the pinned image stays, and it says so.
         greedy = Tracked(
