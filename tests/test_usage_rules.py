@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from types import SimpleNamespace
+
+import pytest
+
 from imageremoval.server.disk import DiskUsage
 from imageremoval.server.model import Descriptor, ImageRecord
+from imageremoval.server.space_reclaim import _pick
 from imageremoval.server.usage import (
     LABEL_FIRST_SEEN,
     LABEL_LAST_USED,
@@ -73,3 +79,21 @@ def test_bytes_over_a_percentage_get_the_filesystem_strictly_below_it() -> None:
     assert disk.percent == 80.0
     assert disk.over(50.0) == 31 and DiskUsage(49, 100).over(50.0) == 0
     assert DiskUsage(used_bytes=80 - disk.over(50.0), size_bytes=100).percent < 50.0
+
+
+def test_reclaim_picks_the_shortest_least_recently_used_prefix_that_frees_enough(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Graph:
+        def size(self, nodes: Iterable[str]) -> int:
+            return 10 * len(list(nodes))
+
+    def each_image_frees_its_own_node(_graph: object, _closures: object, removed: list[str]) -> dict[str, list[int]]:
+        return {r: [] for r in removed}
+
+    monkeypatch.setattr("imageremoval.server.space_reclaim.reclaimable", each_image_frees_its_own_node)
+    inventory = SimpleNamespace(graph=Graph(), closures={})
+    ordered = [SimpleNamespace(id=f"i{n}") for n in range(7)]
+    assert _pick(inventory, ordered, 25) == ["i0", "i1", "i2"]  # type: ignore[arg-type]
+    assert _pick(inventory, ordered, 10) == ["i0"]  # type: ignore[arg-type]
+    assert _pick(inventory, ordered, 1000) == [f"i{n}" for n in range(7)]  # type: ignore[arg-type]
