@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from imageremoval.server import telemetry as t
 from imageremoval.server.config import LoopSettings, UsageSettings
 from imageremoval.server.daemon import PrivateContainerd
 from imageremoval.server.disk import disk_usage
+from imageremoval.server.observability import telemetry_from_env
 from imageremoval.server.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp
 
 from .conftest import Server
@@ -242,3 +245,51 @@ def test_cli_filter_unused_for_lists_only_images_not_used_that_long(untracked: T
     assert shown.stdout.split() == [old.removeprefix("sha256:")[:12]]
     bad = _cli(Server(untracked.thread, InMemorySpanExporter()), "ls", "--filter", "unused-for=soon", "-n", ns)
     assert bad.returncode == 2
+
+
+PROMETHEUS_NAMES = {  # what the Prometheus endpoint shows for the reclaim and usage instruments
+    "imageremoval_reclaim_targeted_bytes_total": "counter",
+    "imageremoval_reclaim_freed_bytes_total": "counter",
+    "imageremoval_reclaim_images_total": "counter",
+    "imageremoval_reclaim_runs_total": "counter",
+    "imageremoval_reclaim_filesystem_usage_ratio": "gauge",
+    "imageremoval_reclaim_pending_bytes": "gauge",
+    "imageremoval_reclaim_last_success_timestamp_seconds": "gauge",
+    "imageremoval_usage_label_writes_total": "counter",
+}
+
+
+def test_reclaim_and_usage_metrics_on_the_prometheus_endpoint(
+    containerd: PrivateContainerd, store: Store, ns: str
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    telemetry = telemetry_from_env({}, metrics_listen=("127.0.0.1", port))
+    server = Tracked(
+        containerd.address,
+        UsageSettings(sweep_interval_s=3600.0, min_age_s=0.0),
+        meter_provider=telemetry.meter_provider,
+        containerd_root=Path(containerd.base_dir) / "root",
+    )
+    try:
+        gone = store.put(ns, [lib("prom-old:1")], blobby("prom-old"))
+        aged(store, ns, lib("prom-old:1"), 5.0)
+        server.sweep(ns)  # writes first-seen where missing (none here) and reads every image
+        store.put(ns, [lib("prom-new:1")], blobby("prom-new"))
+        server.image_with(ns, store.target(ns, lib("prom-new:1")) or "", "first_seen")  # one label write
+        target = {i.id: i for i in server.client.list_images(namespace=ns)}[gone].unique_bytes
+        list(server.client.reclaim_space(namespace=ns, target_free_bytes=target))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            body = reply.read().decode()
+        types = dict(
+            line.split(" ", 3)[2:4]  # type: ignore[misc]
+            for line in body.splitlines()
+            if line.startswith("# TYPE ")
+        )
+        assert {name: types.get(name) for name in PROMETHEUS_NAMES} == PROMETHEUS_NAMES, sorted(
+            n for n in types if "reclaim" in n or "usage" in n
+        )
+    finally:
+        server.close()
+        telemetry.shutdown()
