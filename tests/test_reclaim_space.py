@@ -283,7 +283,7 @@ def test_reclaim_and_usage_metrics_on_the_prometheus_endpoint(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
             body = reply.read().decode()
         types = dict(
-            line.split(" ", 3)[2:4]  # type: ignore[misc]
+            line.split(" ", 3)[2:4]
             for line in body.splitlines()
             if line.startswith("# TYPE ")
         )
