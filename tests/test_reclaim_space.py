@@ -282,11 +282,7 @@ def test_reclaim_and_usage_metrics_on_the_prometheus_endpoint(
         list(server.client.reclaim_space(namespace=ns, target_free_bytes=target))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
             body = reply.read().decode()
-        types = dict(
-            line.split(" ", 3)[2:4]
-            for line in body.splitlines()
-            if line.startswith("# TYPE ")
-        )
+        types = dict(line.split(" ", 3)[2:4] for line in body.splitlines() if line.startswith("# TYPE "))
         assert {name: types.get(name) for name in PROMETHEUS_NAMES} == PROMETHEUS_NAMES, sorted(
             n for n in types if "reclaim" in n or "usage" in n
         )
