@@ -45,7 +45,7 @@ def aged(store: Store, ns: str, name: str, days_unused: float) -> None:
         LABEL_FIRST_SEEN: format_stamp(now - 10 * DAY_NS),
         LABEL_LAST_USED: format_stamp(now - int(days_unused * DAY_NS)),
     }
-    store.images.Update(own_update(ns, name, labels), metadata=store.md(ns))
+    own_update(store, ns, name, labels)
 
 
 def blobby(note: str, size: int = 64 * 1024) -> Manifest:

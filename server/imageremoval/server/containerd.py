@@ -223,10 +223,13 @@ class ContainerdClient:
             request.target.CopyFrom(_from_descriptor(target))
         await self._call("images.delete", self._images.Delete, request, namespace)
 
-    async def update_image_labels(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
+    async def update_image_labels(self, namespace: str, record: ImageRecord, labels: Mapping[str, str]) -> None:
         """Set exactly these labels of one record (a field mask of labels only: its target, other labels and
-        creation time stay as they are); NotFoundInContainerd if the record is gone."""
-        image = images_pb2.Image(name=name, labels=dict(labels))
+        creation time stay as they are); NotFoundInContainerd if the record is gone. The record goes with its
+        target and labels as read: containerd 2.4 refuses (crashes on) an Update whose image has no target."""
+        image = images_pb2.Image(
+            name=record.name, target=_from_descriptor(record.target), labels={**record.labels, **labels}
+        )
         mask = field_mask_pb2.FieldMask(paths=[f"labels.{key}" for key in labels])
         request = images_pb2.UpdateImageRequest(image=image, update_mask=mask)
         await self._call("images.update", self._images.Update, request, namespace)

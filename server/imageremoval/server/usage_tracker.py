@@ -187,12 +187,17 @@ class UsageTracker:
         return seen is not None and now - seen < int(self._settings.write_interval_s * _SECOND)
 
     async def _first_seen_by_name(self, namespace: str, payload: any_pb2.Any, now: int) -> None:
-        """A new record: one write, no read (the event carries its labels; copied usage labels are kept)."""
+        """A new record: one read (its target, which the update must carry) and one write; the event carries
+        its labels, so copied usage labels are kept without asking."""
         created = usage_pb2.ImageCreate()
         created.ParseFromString(payload.value)
         if not created.name or parse_stamp(created.labels.get(LABEL_FIRST_SEEN, "")) is not None:
             return
-        await self._write(namespace, created.name, {LABEL_FIRST_SEEN: format_stamp(now)}, "event")
+        try:
+            record = await self._client.get_image(namespace, created.name)  # the update needs its target
+        except NotFoundInContainerd:
+            return
+        await self._write(namespace, record, {LABEL_FIRST_SEEN: format_stamp(now)}, "event")
 
     async def _records_named(self, namespace: str, name: str) -> list[ImageRecord]:
         """Every record of the image this name points at (all of them carry the usage)."""
@@ -229,13 +234,13 @@ class UsageTracker:
                 else:
                     oldest = min(oldest, last)
             if labels:
-                await self._write(namespace, record.name, labels, source)
+                await self._write(namespace, record, labels, source)
         return oldest
 
-    async def _write(self, namespace: str, name: str, labels: dict[str, str], source: str) -> None:
+    async def _write(self, namespace: str, record: ImageRecord, labels: dict[str, str], source: str) -> None:
         """One labels-only update of one record; a record removed meanwhile has nothing to record."""
         try:
-            await self._client.update_image_labels(namespace, name, labels)
+            await self._client.update_image_labels(namespace, record, labels)
         except NotFoundInContainerd:
             return
         self.writes += 1
