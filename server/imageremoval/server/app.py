@@ -30,9 +30,9 @@ from .plan_seal import PlanSeal
 from .policy import RemovalPolicy
 from .prune_execution import PruneExecutor
 from .reclaim import ReclaimEstimator
-from .reflection import enable_reflection
 from .reclaim_loop import ReclaimLoop
 from .reclaim_metrics import ReclaimMetrics
+from .reflection import enable_reflection
 from .removal import ImageRemover
 from .rpc_telemetry import ContainerdTracing, ServerTelemetry, dup_mode
 from .security import server_credentials

@@ -6,6 +6,7 @@ import time
 
 from opentelemetry.metrics import MeterProvider
 
+from . import metrics
 from . import telemetry as t
 
 
@@ -13,7 +14,7 @@ class ReclaimMetrics:
     """Instruments for ReclaimSpace, the loop and the usage tracker; built once from the provider passed in."""
 
     def __init__(self, provider: MeterProvider) -> None:
-        meter = provider.get_meter(t.METER_NAME)
+        meter = metrics.meter(provider)
         self._targeted = meter.create_counter(
             t.METRIC_RECLAIM_TARGETED, unit="By", description="Bytes reclaims set out to free"
         )

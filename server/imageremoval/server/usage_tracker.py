@@ -13,11 +13,12 @@ from google.protobuf import any_pb2
 from imageremoval.gen.containerd.events import usage_pb2
 
 from .config import UsageSettings
-from .containerd import CALL_DEADLINE, TOPIC_PROBE, ContainerdClient, quote
+from .containerd import CALL_DEADLINE, ContainerdClient, quote
 from .errors import NotFoundInContainerd, RemovalError
 from .inventory import InventoryReader
 from .model import ImageRecord
 from .reclaim_metrics import ReclaimMetrics
+from .telemetry import TOPIC_PROBE
 from .usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp, parse_stamp
 
 _log = logging.getLogger(__name__)
