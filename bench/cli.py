@@ -158,7 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = ServerProcess(
             address,
             work_dir / "server.log",
-            extra_args=tuple(args.server_arg),
+            # Usage tracking off for the removal scenarios (their figures stay comparable with earlier runs);
+            # scenario 8 measures what it costs with servers of its own.
+            extra_args=("--usage-tracking", "false", *args.server_arg),
             binary=args.server_bin,
             env={"OTEL_TRACES_EXPORTER": "console"} if args.phases else None,
         )

@@ -37,6 +37,9 @@ class Plan:
     cleaning_list_rounds: int = 5  # warm ListImages calls per level
     cleaning_prune_images: int = 1000
     cleaning_prune_rounds: int = 2  # each round prunes with ours and raw once, the order alternating
+    # 8: usage tracking under churn (issue 15).
+    usage_churn_seconds: float = 60.0  # at 10 containers/s, with tracking and without
+    usage_churn_images: int = 10
     # Image creation.
     create_workers: int = 4
     scaled: tuple[str, ...] = ()
@@ -81,6 +84,8 @@ SMOKE = Plan(
     cleaning_list_rounds=1,
     cleaning_prune_images=5,
     cleaning_prune_rounds=1,
+    usage_churn_seconds=2.0,
+    usage_churn_images=2,
     create_workers=2,
     scaled=("smoke mode: tiny counts; proves the harness works, the figures mean nothing",),
 )

@@ -21,6 +21,7 @@ from .env import CLI_BIN, REPO, BenchError, ServerProcess, cpu_seconds, rss_mb
 from .plan import Plan
 from .report import ScenarioResult
 from .stats import Goal, Row, Summary, Target, details, summarize
+from .usage import scenario_8
 from .variants import RawImages, Variant, ctr_rm, interleave, ours, ours_load, raw_load
 
 RAW_SYNC = "raw Delete(sync)"
@@ -559,6 +560,7 @@ SCENARIOS: dict[int, tuple[str, Callable[[Context], list[Row]]]] = {
     5: ("Many removals from the CLI", scenario_5),
     6: ("Footprint", scenario_6),
     7: ("Cleaning a node", scenario_7),
+    8: ("Usage tracking under churn", scenario_8),
 }
 
 

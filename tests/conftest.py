@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from imageremoval.client import ImageRemovalClient
 from imageremoval.server.app import App, create_server
-from imageremoval.server.config import ServerConfig
+from imageremoval.server.config import ServerConfig, UsageSettings
 from imageremoval.server.daemon import ContainerdBinary, DaemonError, PrivateContainerd
 
 from .support.ctr import Ctr
@@ -153,7 +153,10 @@ def server(containerd: PrivateContainerd) -> Iterator[Server]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    thread = ServerThread(ServerConfig(listen="127.0.0.1:0"), containerd.address, provider)
+    # Without usage tracking: its label writes are metadata mutations that move when containerd's own collector
+    # runs, which tests of asynchronous collection observe; the usage tests run tracking servers of their own.
+    config = ServerConfig(listen="127.0.0.1:0", usage=UsageSettings(enabled=False))
+    thread = ServerThread(config, containerd.address, provider)
     yield Server(thread, exporter)
     thread.stop()
 

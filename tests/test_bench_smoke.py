@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = {"1", "2", "3", "4", "5", "6", "7"}
+SCENARIOS = {"1", "2", "3", "4", "5", "6", "7", "8"}
 ROW_KEYS = {
     "scenario",
     "measure",

@@ -67,8 +67,12 @@ def test_containerds_internal_protos_are_not_described(server: Server, request_f
 )
 def test_every_symbol_of_our_api_finds_its_file(server: Server, symbol: str) -> None:
     (reply,) = _ask(server.target, Request(file_containing_symbol=symbol))
-    # Our file, with the one well-known type it imports (Timestamp), so a client can resolve every field.
-    assert _files(reply) == ["google/protobuf/timestamp.proto", "imageremoval/v1/image_removal.proto"]
+    # Our file, with the well-known types it imports (Duration, Timestamp), so a client can resolve every field.
+    assert _files(reply) == [
+        "google/protobuf/duration.proto",
+        "google/protobuf/timestamp.proto",
+        "imageremoval/v1/image_removal.proto",
+    ]
 
 
 def test_our_api_is_described_with_its_comments(server: Server) -> None:

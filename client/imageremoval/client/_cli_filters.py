@@ -12,7 +12,7 @@ from google.protobuf import timestamp_pb2
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-FILTER_WORDS = ("dangling=true", "dangling=false", "label=", "label!=", "reference=", "until=")
+FILTER_WORDS = ("dangling=true", "dangling=false", "label=", "label!=", "reference=", "until=", "unused-for=")
 _SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -28,10 +28,17 @@ class Filters:
     labels: list[pb.LabelMatch] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
     until_ns: int | None = None
+    unused_for_ns: int | None = None
 
     @property
     def narrows(self) -> bool:
-        return bool(self.labels or self.references or self.until_ns is not None or self.dangling is not None)
+        return bool(
+            self.labels
+            or self.references
+            or self.until_ns is not None
+            or self.unused_for_ns is not None
+            or self.dangling is not None
+        )
 
     def selector(self, *, all_unused: bool, keep: int = 0) -> pb.ImageSelector:
         """The selector: dangling only unless -a (or a named-image filter asks for more)."""
@@ -45,7 +52,16 @@ class Filters:
             stamp = timestamp_pb2.Timestamp()
             stamp.FromNanoseconds(self.until_ns)
             selector.created_before.CopyFrom(stamp)
+        if self.unused_for_ns is not None:
+            selector.unused_for.FromNanoseconds(self.unused_for_ns)
         return selector
+
+
+def parse_duration(text: str) -> int:
+    """A Go duration (`72h`, `1h30m`) in nanoseconds."""
+    if not text or _DURATION_PART.sub("", text) != "":
+        raise FilterError(f"invalid unused-for filter {text!r}: expected a duration such as 72h")
+    return int(sum(float(n) * _SECONDS[u] for n, u in _DURATION_PART.findall(text)) * 1e9)
 
 
 def parse_until(text: str, now: float | None = None) -> int:
@@ -68,7 +84,8 @@ def parse_until(text: str, now: float | None = None) -> int:
 
 
 def parse_filters(values: list[str]) -> Filters:
-    """`dangling=true|false`, `label=k`, `label=k=v`, `label!=k`, `label!=k=v`, `reference=GLOB`, `until=...`."""
+    """`dangling=true|false`, `label=k`, `label=k=v`, `label!=k`, `label!=k=v`, `reference=GLOB`, `until=...`,
+    `unused-for=DURATION` (not used for at least that long, by the server's usage records)."""
     filters = Filters()
     for value in values:
         if value.startswith("label!="):
@@ -89,6 +106,8 @@ def parse_filters(values: list[str]) -> Filters:
             filters.references.append(argument)
         elif name == "until":
             filters.until_ns = parse_until(argument)
+        elif name == "unused-for":
+            filters.unused_for_ns = parse_duration(argument)
         else:
             raise FilterError(f"invalid filter {name!r}")
     return filters

@@ -23,6 +23,7 @@ _REMOVE_IMAGE: Final = f"/{_SERVICE}/RemoveImage"
 _LIST_IMAGES: Final = f"/{_SERVICE}/ListImages"
 _PLAN_PRUNE: Final = f"/{_SERVICE}/PlanPrune"
 _EXECUTE_PRUNE: Final = f"/{_SERVICE}/ExecutePrune"
+_RECLAIM_SPACE: Final = f"/{_SERVICE}/ReclaimSpace"
 
 # Retry only UNAVAILABLE: the server answers it only when nothing was changed, so that is the one safe code
 # (and each call carries a request_id, so even a retry after an answer lost in transit is answered truly).
@@ -156,6 +157,11 @@ class ImageRemovalClient:
             request_serializer=image_removal_pb2.ExecutePruneRequest.SerializeToString,
             response_deserializer=image_removal_pb2.PruneProgress.FromString,
         )
+        self._reclaim_space = self._channel.unary_stream(
+            _RECLAIM_SPACE,
+            request_serializer=image_removal_pb2.ReclaimSpaceRequest.SerializeToString,
+            response_deserializer=image_removal_pb2.PruneProgress.FromString,
+        )
 
     def remove(
         self,
@@ -263,6 +269,32 @@ class ImageRemovalClient:
         if self._closed:
             raise RuntimeError("ImageRemovalClient is closed")
         call = self._execute_prune(image_removal_pb2.ExecutePruneRequest(plan=plan), timeout=timeout)
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]
+
+    def reclaim_space(
+        self,
+        *,
+        namespace: str = "",
+        target_free_bytes: int = 0,
+        target_usage_percent: float = 0.0,
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> Generator[image_removal_pb2.PruneProgress, None, None]:
+        """Free disk, least recently used first: skips, removals (or the plan, on a dry run), then the summary."""
+        if self._closed:
+            raise RuntimeError("ImageRemovalClient is closed")
+        request = image_removal_pb2.ReclaimSpaceRequest(
+            namespace=namespace,
+            target_free_bytes=target_free_bytes,
+            target_usage_percent=target_usage_percent,
+            dry_run=dry_run,
+        )
+        call = self._reclaim_space(request, timeout=timeout)
         try:
             yield from call
         except grpc.RpcError as error:

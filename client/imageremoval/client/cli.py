@@ -103,7 +103,10 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILTER",
-        help="dangling=true|false, label=KEY[=VALUE], label!=KEY[=VALUE], reference=GLOB, until=DURATION|TIME",
+        help=(
+            "dangling=true|false, label=KEY[=VALUE], label!=KEY[=VALUE], reference=GLOB, until=DURATION|TIME, "
+            "unused-for=DURATION"
+        ),
     )
 
 

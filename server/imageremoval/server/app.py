@@ -30,12 +30,16 @@ from .plan_seal import PlanSeal
 from .policy import RemovalPolicy
 from .prune_execution import PruneExecutor
 from .reclaim import ReclaimEstimator
+from .reclaim_loop import ReclaimLoop
+from .reclaim_metrics import ReclaimMetrics
 from .reflection import enable_reflection
 from .removal import ImageRemover
 from .rpc_telemetry import ContainerdTracing, ServerTelemetry, dup_mode
 from .security import server_credentials
 from .servicer import ImageRemovalServicer
+from .space_reclaim import SpaceReclaimer
 from .telemetry import TRACER_NAME
+from .usage_tracker import UsageTracker
 
 _log = logging.getLogger(__name__)
 
@@ -58,6 +62,9 @@ class App:
     gauges: ServiceGauges | None = None
     health_server: grpc.aio.Server | None = None  # plaintext grpc.health.v1 only (--health-listen)
     health_port: int = 0
+    tracker: UsageTracker | None = None
+    reclaim_loop: ReclaimLoop | None = None
+    reclaimer: SpaceReclaimer | None = None
     _monitor: asyncio.Task[None] | None = field(default=None)
     _stopping: bool = False
 
@@ -68,6 +75,10 @@ class App:
         if self.health_server is not None:
             await self.health_server.start()
         self._monitor = asyncio.create_task(self._watch_containerd(), name="containerd-health")
+        if self.tracker is not None:
+            self.tracker.start()
+        if self.reclaim_loop is not None:
+            self.reclaim_loop.start()
 
     async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in ("", SERVICE_NAME):
@@ -108,6 +119,9 @@ class App:
         if self.drain_seconds:
             _log.info("health is NOT_SERVING; draining for %gs before refusing new calls", self.drain_seconds)
             await asyncio.sleep(self.drain_seconds)
+        for background in (self.reclaim_loop, self.tracker):
+            if background is not None:
+                await background.stop()
         self.health.end_watches()  # open Watch streams would otherwise hold the whole grace period
         await self.server.stop(grace)
         for listener in self.unix_sockets:
@@ -185,14 +199,21 @@ def create_server(
     )
     remover = ImageRemover(client, tracer, RemovalMetrics(meter_provider) if measuring else None, policy)
     reader = InventoryReader(client, policy)
+    executor = PruneExecutor(client, remover, policy)
+    min_age_ns = int(config.usage.min_age_s * 1e9)
+    reclaim_metrics = ReclaimMetrics(meter_provider) if measuring else None
+    reclaimer = SpaceReclaimer(
+        reader, executor, policy, config.containerd_root, min_age_ns=min_age_ns, metrics=reclaim_metrics
+    )
     servicer = ImageRemovalServicer(
         remover,
         config.namespace,
-        cleaning=NodeCleaning(reader, policy),
-        executor=PruneExecutor(client, remover, policy),
+        cleaning=NodeCleaning(reader, policy, min_age_ns=min_age_ns),
+        executor=executor,
         seal=PlanSeal.from_file(config.plan_key_file),
         reclaim=ReclaimEstimator(client, remover, reader),
         max_response_bytes=config.limits.max_message_bytes,
+        space=reclaimer,
     )
     image_removal_pb2_grpc.add_ImageRemovalServiceServicer_to_server(servicer, server)
     health = DrainingHealthServicer()
@@ -243,6 +264,13 @@ def create_server(
         gauges=ServiceGauges(meter_provider) if measuring else None,
         health_server=health_server,
         health_port=health_port,
+        tracker=(
+            UsageTracker(client, InventoryReader(client, policy), config.usage, metrics=reclaim_metrics)
+            if config.usage.enabled
+            else None
+        ),
+        reclaim_loop=ReclaimLoop(client, reclaimer, config.reclaim) if config.reclaim.enabled else None,
+        reclaimer=reclaimer,
     )
 
 

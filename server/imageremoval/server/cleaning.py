@@ -14,10 +14,18 @@ from .selector import Selector, matches
 class NodeCleaning:
     """Listing and planning; both change nothing, so both are always safe to retry."""
 
-    def __init__(self, reader: InventoryReader, policy: RemovalPolicy, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        reader: InventoryReader,
+        policy: RemovalPolicy,
+        clock: Callable[[], int] = time.time_ns,
+        *,
+        min_age_ns: int = 0,
+    ) -> None:
         self._reader = reader
         self._policy = policy
         self._clock = clock
+        self._min_age_ns = min_age_ns
 
     async def list_images(
         self,
@@ -31,7 +39,12 @@ class NodeCleaning:
         """One page, newest first (ties by ID), and the last image of it when another page follows."""
         self._policy.check_namespace(namespace, identities)
         inventory = await self._reader.read(namespace)
-        chosen = [i for i in inventory.images if selector is None or matches(i, selector)]
+        now = self._clock()
+        chosen = [
+            i
+            for i in inventory.images
+            if selector is None or matches(i, selector, now_ns=now, min_age_ns=self._min_age_ns)
+        ]
         chosen.sort(key=_order)
         if after is not None:
             start = (-after[0], after[1])
@@ -42,7 +55,8 @@ class NodeCleaning:
     async def plan(self, namespace: str, selector: Selector, *, identities: Sequence[str] = ()) -> PrunePlan:
         """What pruning with this selector would remove, keep, and free."""
         self._policy.check_namespace(namespace, identities)
-        return make_plan(await self._reader.read(namespace), selector, self._clock())
+        inventory = await self._reader.read(namespace)
+        return make_plan(inventory, selector, self._clock(), min_age_ns=self._min_age_ns)
 
 
 def _order(image: InventoryImage) -> tuple[int, str]:

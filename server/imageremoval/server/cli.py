@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if address is None:
             daemon = PrivateContainerd(config.run_dir / "containerd")
             address = daemon.start()
+            if config.containerd_root is None:
+                config = dataclasses.replace(config, containerd_root=daemon.base_dir / "root")
             _log.info("started a private containerd at %s (root %s)", address, daemon.base_dir)
         asyncio.run(serve(config, address, telemetry))
     except DaemonError as exc:

@@ -52,6 +52,29 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageSettings:
+    """Usage tracking: how often last-used is written and the sweep runs, and the minimum age for age rules."""
+
+    write_interval_s: float = 300.0  # an image used all the time is written at most this often
+    sweep_interval_s: float = 60.0  # the sweep catches what events missed (server down, events dropped)
+    min_age_s: float = 120.0  # first seen or created less than this ago: never pruned or reclaimed by age
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    """`--reclaim-high-percent`, `--reclaim-low-percent`, `--reclaim-interval`; high 0 means off."""
+
+    high_percent: float = 0.0
+    low_percent: float = 0.0
+    interval_s: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.high_percent > 0
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything the server needs to start; built by `load_config` or directly by tests."""
 
@@ -74,6 +97,9 @@ class ServerConfig:
     allow_force_protected: bool = False
     limits: Limits = field(default_factory=Limits)
     plan_key_file: Path | None = None  # HMAC key for prune plans, shared by replicas; None: a random one
+    containerd_root: Path | None = None  # containerd's root (statvfs for ReclaimSpace); None: not measured
+    usage: UsageSettings = field(default_factory=UsageSettings)
+    reclaim: LoopSettings = field(default_factory=LoopSettings)
 
     @property
     def listeners(self) -> tuple[str, ...]:
@@ -164,6 +190,18 @@ OPTIONS: tuple[_Option, ...] = (
         "--plan-key-file",
         "file holding the key that signs prune plans; give every replica the same one (default: a random key)",
     ),
+    _Option(
+        "--containerd-root",
+        "containerd's root directory, whose filesystem ReclaimSpace and the reclaim loop measure with statvfs "
+        "(default: the private containerd's root; /var/lib/containerd with --containerd-address)",
+    ),
+    _Option("--usage-write-interval", "seconds between last-used label writes of an image in use", "300"),
+    _Option("--usage-sweep-interval", "seconds between usage sweeps of every namespace (0: events only)", "60"),
+    _Option("--usage-min-age", "seconds an image first seen or created is too young to prune by age", "120"),
+    _Option("--usage-tracking", "record first-seen and last-used labels on image records (true or false)", "true"),
+    _Option("--reclaim-high-percent", "usage of containerd's root filesystem that starts a reclaim (0: off)", "0"),
+    _Option("--reclaim-low-percent", "usage a reclaim frees down to", "0"),
+    _Option("--reclaim-interval", "seconds between checks of the reclaim loop", "60"),
     _Option("--keepalive-time", "seconds between keepalive pings", str(_L.keepalive_time_s)),
     _Option("--keepalive-timeout", "seconds to wait for a keepalive ack", str(_L.keepalive_timeout_s)),
     _Option("--max-connection-age", "seconds before a connection is closed so clients rebalance", "300"),
@@ -308,7 +346,24 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         ),
         min_deadline_s=_number(named["min_deadline"], raw["min_deadline"], 0, 60),
     )
+    high = _number(named["reclaim_high_percent"], raw["reclaim_high_percent"], 0, 99.9)
+    low = _number(named["reclaim_low_percent"], raw["reclaim_low_percent"], 0, 99.9)
+    if high and not 0 < low < high:
+        raise ConfigError("--reclaim-low-percent must be above 0 and below --reclaim-high-percent")
+    root = raw["containerd_root"] or ("/var/lib/containerd" if containerd is not None else "")
     return ServerConfig(
+        containerd_root=Path(root) if root else None,
+        usage=UsageSettings(
+            write_interval_s=_number(named["usage_write_interval"], raw["usage_write_interval"], 0, 86400),
+            sweep_interval_s=_number(named["usage_sweep_interval"], raw["usage_sweep_interval"], 0, 86400),
+            min_age_s=_number(named["usage_min_age"], raw["usage_min_age"], 0, 10**7),
+            enabled=flag("usage_tracking"),
+        ),
+        reclaim=LoopSettings(
+            high_percent=high,
+            low_percent=low,
+            interval_s=_number(named["reclaim_interval"], raw["reclaim_interval"], 0.1, 86400),
+        ),
         listen=listeners[0],
         extra_listen=tuple(listeners[1:]),
         containerd_address=containerd,

@@ -22,6 +22,7 @@ from imageremoval.gen.containerd.services.content.v1 import content_pb2, content
 from imageremoval.gen.containerd.services.events.v1 import events_pb2, events_pb2_grpc
 from imageremoval.gen.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from imageremoval.gen.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
+from imageremoval.gen.containerd.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
 from imageremoval.gen.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from imageremoval.gen.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from imageremoval.gen.containerd.services.version.v1 import version_pb2_grpc
@@ -45,7 +46,14 @@ from .model import (
     SnapshotKind,
     TaskState,
 )
-from .telemetry import EVENT_IMAGE_ID_LABEL, EVENT_TYPE_URL, EVENT_UNTAG_TYPE_URL, TOPIC_DELETE, TOPIC_UNTAG
+from .telemetry import (
+    EVENT_IMAGE_ID_LABEL,
+    EVENT_TYPE_URL,
+    EVENT_UNTAG_TYPE_URL,
+    TOPIC_DELETE,
+    TOPIC_PROBE,
+    TOPIC_UNTAG,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -145,6 +153,7 @@ class ContainerdClient:
         self._events = events_pb2_grpc.EventsStub(channel)
         self._version = version_pb2_grpc.VersionStub(channel)
         self._snapshots = snapshots_pb2_grpc.SnapshotsStub(channel)
+        self._namespaces = namespace_pb2_grpc.NamespacesStub(channel)
 
     @classmethod
     def connect(
@@ -257,6 +266,37 @@ class ContainerdClient:
         if target is not None:
             request.target.CopyFrom(_from_descriptor(target))
         await self._call("images.delete", self._images.Delete, request, namespace)
+
+    async def update_image_labels(self, namespace: str, record: ImageRecord, labels: Mapping[str, str]) -> None:
+        """Set exactly these labels of one record (a field mask of labels only: its target, other labels and
+        creation time stay as they are); NotFoundInContainerd if the record is gone. The record goes with its
+        target and labels as read: containerd 2.4 refuses (crashes on) an Update whose image has no target."""
+        image = images_pb2.Image(
+            name=record.name, target=_from_descriptor(record.target), labels={**record.labels, **labels}
+        )
+        mask = field_mask_pb2.FieldMask(paths=[f"labels.{key}" for key in labels])
+        request = images_pb2.UpdateImageRequest(image=image, update_mask=mask)
+        await self._call("images.update", self._images.Update, request, namespace)
+
+    async def list_namespaces(self) -> list[str]:
+        """Every namespace containerd knows."""
+        try:
+            reply = await self._namespaces.List(
+                namespace_pb2.ListNamespacesRequest(), timeout=self._timeout_for("namespaces.list")
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, "namespaces.list") from None
+        return sorted(n.name for n in reply.namespaces)
+
+    async def subscribe(self, topics: Iterable[str]) -> AsyncIterator[tuple[str, str, any_pb2.Any]]:
+        """containerd's events on these topics, from every namespace: (namespace, topic, payload), until the
+        stream breaks (then ContainerdUnavailable or ContainerdFailed)."""
+        request = events_pb2.SubscribeRequest(filters=[f"topic=={quote(t)}" for t in topics])
+        try:
+            async for envelope in self._events.Subscribe(request):
+                yield envelope.namespace, envelope.topic, envelope.event
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, "events.subscribe") from None
 
     # Content
 
@@ -470,6 +510,10 @@ class ContainerdClient:
         """Publish `/imageremoval/delete`: the image ID that is gone, as containerd's own ImageDelete."""
         payload = image_pb2.ImageDelete(name=image_id)
         await self._publish(namespace, TOPIC_DELETE, EVENT_TYPE_URL, payload.SerializeToString())
+
+    async def publish_probe(self, namespace: str) -> None:
+        """Publish `/imageremoval/usage-probe` (empty payload): a subscriber seeing it knows it is subscribed."""
+        await self._publish(namespace, TOPIC_PROBE, "google.protobuf.Empty", b"")
 
     async def _publish(self, namespace: str, topic: str, type_url: str, value: bytes) -> None:
         # The bare type name, as containerd's typeurl writes it: every containerd consumer decodes it.

@@ -49,6 +49,8 @@ class Reason(enum.StrEnum):
     INVALID_PLAN = "INVALID_PLAN"
     OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
     INVALID_REQUEST_ID = "INVALID_REQUEST_ID"
+    INVALID_RECLAIM_TARGET = "INVALID_RECLAIM_TARGET"
+    RECLAIM_UNAVAILABLE = "RECLAIM_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
 
@@ -204,6 +206,13 @@ class ImageProtected(RemovalError):
 
     kind = ErrorKind.FAILED_PRECONDITION
     reason = Reason.IMAGE_PROTECTED
+
+
+class ReclaimUnavailable(RemovalError):
+    """A usage-percent target, but the server cannot measure containerd's root filesystem."""
+
+    kind = ErrorKind.FAILED_PRECONDITION
+    reason = Reason.RECLAIM_UNAVAILABLE
 
 
 class TooManyRemovals(RemovalError):

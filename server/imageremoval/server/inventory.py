@@ -29,6 +29,7 @@ from .platforms import PlatformSpec
 from .policy import PINNED_LABEL, RemovalPolicy
 from .references import familiar_name, is_dangling
 from .sizes import ImageSizes, ResourceGraph, blob_node, image_closures, image_sizes, parse_node
+from .usage import Usage, usage_of, without_usage
 from .users import DEFAULT_SNAPSHOTTER, ContainerUsers
 from .walk import ImageContent, PlatformManifest, chain_id
 
@@ -53,6 +54,13 @@ class InventoryImage:
     protected_rule: str
     sizes: ImageSizes
     parent: str  # org.mobyproject.image.parent of its records ("" if none)
+    usage: Usage = field(default_factory=Usage)
+    users: tuple[str, ...] = ()  # IDs of the containers using it
+
+    @property
+    def newest_created_ns(self) -> int:
+        """Its newest record's creation: a re-tag or a fresh pull is young whatever the image's age."""
+        return max((r.created_ns for r in self.records), default=0)
 
     @property
     def in_use(self) -> bool:
@@ -151,13 +159,15 @@ class InventoryReader:
                     names=tuple(sorted(self._familiar(r.name) for r in own if not is_dangling(r.name))),
                     created_ns=min((r.created_ns for r in own), default=0),
                     dangling=all(is_dangling(r.name) for r in own),
-                    labels=labels,
+                    labels=without_usage(labels),
                     platforms=tuple(about.platforms),
                     running=running,
                     stopped=len(using) - running,
                     protected_rule=next(filter(None, (self._protected(r) for r in own)), ""),
                     sizes=sizes[image_id],
                     parent=next((r.labels[LABEL_PARENT] for r in own if r.labels.get(LABEL_PARENT)), ""),
+                    usage=usage_of(own),
+                    users=tuple(sorted(c for c, _ in using)),
                 )
             )
         return Inventory(namespace=namespace, images=images, graph=graph, closures=closures)

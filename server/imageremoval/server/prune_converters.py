@@ -17,12 +17,20 @@ from .prune_execution import ExecutablePlan, PlannedRemoval, Progress, Removed, 
 from .prune_plan import PrunePlan, Skipped, SkipReason
 from .selector import LabelMatch, Selector
 from .sizes import parse_node
+from .space_reclaim import ReclaimPlanned, ReclaimRemoved, ReclaimSkip, ReclaimStep
+from .usage import AgeBasis
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 _SKIP: dict[SkipReason, pb.SkipReason] = {
     reason: pb.SkipReason.Value(f"SKIP_REASON_{reason.value}")  # type: ignore[misc]
     for reason in SkipReason
+}
+
+
+_BASIS: dict[AgeBasis, pb.AgeBasis] = {
+    basis: pb.AgeBasis.Value(f"AGE_BASIS_{basis.value}")  # type: ignore[misc]
+    for basis in AgeBasis
 }
 
 
@@ -40,6 +48,7 @@ def to_selector(message: pb.ImageSelector) -> Selector:
         labels=tuple(LabelMatch(m.key, m.value, m.negate) for m in message.labels),
         references=tuple(message.references),
         keep_latest=message.keep_latest_per_repository,
+        unused_for_ns=message.unused_for.ToNanoseconds() if message.HasField("unused_for") else None,
     )
     selector.validate()
     return selector
@@ -83,6 +92,9 @@ def to_image(image: InventoryImage) -> pb.Image:
         content_bytes=image.sizes.content_bytes,
         snapshot_bytes=image.sizes.snapshot_bytes,
         unique_bytes=image.sizes.unique_bytes,
+        first_seen=_stamp(image.usage.first_seen_ns) if image.usage.first_seen_ns is not None else None,
+        last_used=_stamp(image.usage.last_used_ns) if image.usage.last_used_ns is not None else None,
+        age_basis=_BASIS[image.usage.basis],
     )
 
 
@@ -172,5 +184,36 @@ def to_progress(progress: Progress, plan: pb.PrunePlan) -> pb.PruneProgress:
             images_skipped=progress.skipped,
             planned_bytes=progress.planned_bytes,
             freed_bytes=progress.freed_bytes,
+        )
+    )
+
+
+def reclaim_progress(step: ReclaimStep) -> pb.PruneProgress:
+    """One ReclaimSpace step on the wire."""
+    if isinstance(step, ReclaimSkip):
+        return pb.PruneProgress(
+            skipped=pb.SkippedImage(image=to_image(step.image), reason=_SKIP[step.reason], detail=step.detail)
+        )
+    if isinstance(step, ReclaimPlanned):
+        image = step.planned.image
+        return pb.PruneProgress(
+            planned=pb.PlannedImage(
+                image=to_image(image),
+                reason="least recently used",
+                records=[pb.PlannedRecord(name=r.name, target=r.image_id) for r in image.records],
+            )
+        )
+    if isinstance(step, ReclaimRemoved):
+        return pb.PruneProgress(removed=pb.RemovedImage(image_id=step.image_id, items=_items(step.items)))
+    return pb.PruneProgress(
+        summary=pb.PruneSummary(
+            images_removed=step.removed,
+            images_skipped=step.skipped,
+            planned_bytes=step.planned_bytes,
+            freed_bytes=step.freed_bytes,
+            target_bytes=step.target_bytes,
+            stop_reason=step.stop_reason,
+            usage_percent_before=step.before.percent if step.before else 0.0,
+            usage_percent_after=step.after.percent if step.after else 0.0,
         )
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from .inventory import Inventory, InventoryImage
@@ -20,6 +20,7 @@ class SkipReason(enum.Enum):
     PARENT_OF_KEPT = "PARENT_OF_KEPT"
     CHANGED = "CHANGED"
     FAILED = "FAILED"
+    TOO_YOUNG = "TOO_YOUNG"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +64,21 @@ class PrunePlan:
         return sum(r.size for r in self.resources)
 
 
-def make_plan(inventory: Inventory, selector: Selector, now_ns: int) -> PrunePlan:
-    """Choose, skip (protected, in use, kept, parent of a staying image), order, and size the plan."""
-    chosen = [i for i in inventory.images if matches(i, selector)]
+def make_plan(
+    inventory: Inventory,
+    selector: Selector,
+    now_ns: int,
+    *,
+    min_age_ns: int = 0,
+    only: Collection[str] | None = None,
+) -> PrunePlan:
+    """Choose, skip (protected, in use, kept, parent of a staying image), order, and size the plan; `only`
+    limits it to these image IDs (ReclaimSpace's choice)."""
+    chosen = [
+        i
+        for i in inventory.images
+        if (only is None or i.id in only) and matches(i, selector, now_ns=now_ns, min_age_ns=min_age_ns)
+    ]
     kept = kept_latest(inventory.images, selector.keep_latest)
     skipped: list[Skipped] = []
     planned: dict[str, InventoryImage] = {}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .errors import InvalidArgument, Reason
 from .inventory import InventoryImage
 from .references import parse_stored_name
+from .usage import unused_for_at_least
 
 MAX_SELECTOR_ITEMS = 64
 
@@ -39,9 +40,12 @@ class Selector:
     labels: tuple[LabelMatch, ...] = ()
     references: tuple[str, ...] = ()
     keep_latest: int = 0
+    unused_for_ns: int | None = None  # not used for at least this long (none of unknown age or too young)
 
     def validate(self) -> None:
         """INVALID_ARGUMENT for what cannot be evaluated (bad globs, empty keys, negative N, too many)."""
+        if self.unused_for_ns is not None and self.unused_for_ns < 0:
+            raise _invalid("unused_for must not be negative")
         if self.keep_latest < 0:
             raise _invalid("keep_latest_per_repository must not be negative")
         if len(self.labels) > MAX_SELECTOR_ITEMS or len(self.references) > MAX_SELECTOR_ITEMS:
@@ -57,6 +61,8 @@ class Selector:
         parts = ["unused" if self.all_unused else "dangling and unused"]
         if self.created_before_ns is not None:
             parts.append("created before the cut-off")
+        if self.unused_for_ns:
+            parts.append(f"unused for at least {self.unused_for_ns // 1_000_000_000}s")
         parts.extend(str(label) for label in self.labels)
         parts.extend(f"reference={pattern}" for pattern in self.references)
         return ", ".join(parts)
@@ -118,9 +124,14 @@ def repository_of(familiar: str) -> str:
     return base[:colon] if colon > slash else base
 
 
-def matches(image: InventoryImage, selector: Selector) -> bool:
-    """The selector's filters (not usage, protection or keep-N, which a plan decides)."""
+def matches(image: InventoryImage, selector: Selector, *, now_ns: int = 0, min_age_ns: int = 0) -> bool:
+    """The selector's filters (not being in use, protection or keep-N, which a plan decides); unused_for
+    counts from now_ns and never matches an image younger than min_age_ns."""
     if not selector.all_unused and not image.dangling:
+        return False
+    if selector.unused_for_ns and not unused_for_at_least(
+        image.usage, image.newest_created_ns, now_ns, min_age_ns, selector.unused_for_ns
+    ):
         return False
     if selector.created_before_ns is not None and not image.created_ns < selector.created_before_ns:
         return False

@@ -22,6 +22,7 @@ from .prune_execution import PruneExecutor
 from .reclaim import ReclaimEstimator
 from .removal import ImageRemover
 from .security import client_key, peer_identities
+from .space_reclaim import ReclaimTarget, SpaceReclaimer
 from .status import abort
 
 _log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
         seal: PlanSeal | None = None,
         reclaim: ReclaimEstimator | None = None,
         max_response_bytes: int | None = None,
+        space: SpaceReclaimer | None = None,
     ) -> None:
+        self._space = space
         self._remover = remover
         self._default_namespace = default_namespace
         self._cleaning = cleaning
@@ -120,6 +123,26 @@ class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
             await abort(context, error)
         except Exception:
             _log.exception("prune failed unexpectedly")
+            await abort(context, RemovalError("internal error; see the server log"))
+
+    async def ReclaimSpace(  # noqa: N802
+        self, request: pb.ReclaimSpaceRequest, context: Context
+    ) -> AsyncIterator[pb.PruneProgress]:
+        assert self._space is not None
+        try:
+            target = ReclaimTarget(free_bytes=request.target_free_bytes, usage_percent=request.target_usage_percent)
+            steps = self._space.reclaim(
+                request.namespace or self._default_namespace,
+                target,
+                dry_run=request.dry_run,
+                identities=_identities(context),
+            )
+            async for step in steps:
+                yield pc.reclaim_progress(step)
+        except RemovalError as error:
+            await abort(context, error)
+        except Exception:
+            _log.exception("reclaim failed unexpectedly")
             await abort(context, RemovalError("internal error; see the server log"))
 
 

@@ -86,9 +86,15 @@ METRIC_BUILD_INFO = "imageremoval.build.info"
 METRIC_CONTAINERD_UP = "imageremoval.containerd.up"
 METRIC_RPC_DURATION = "rpc.server.call.duration"
 METRIC_OLD_RPC_DURATION = "rpc.server.duration"  # milliseconds; only with OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup
-# The reclaim loop's (a later issue): declared here so the alert rules can name them; exported once it exists.
-METRIC_RECLAIM_PENDING = "imageremoval.reclaim.pending"
-METRIC_RECLAIM_LAST_SUCCESS = "imageremoval.reclaim.last_success"
+# ReclaimSpace and the reclaim loop (the figures KEP-6053 asks kubelet for), and usage tracking (issue 15).
+METRIC_RECLAIM_PENDING = "imageremoval.reclaim.pending"  # gauge, By, {namespace}
+METRIC_RECLAIM_LAST_SUCCESS = "imageremoval.reclaim.last_success_timestamp"  # gauge, s: Unix time
+METRIC_RECLAIM_TARGETED = "imageremoval.reclaim.targeted"  # counter, By, {trigger}
+METRIC_RECLAIM_FREED = "imageremoval.reclaim.freed"  # counter, By, {trigger}: measured after collection
+METRIC_RECLAIM_IMAGES = "imageremoval.reclaim.images"  # counter, {trigger, outcome, reason}
+METRIC_RECLAIM_RUNS = "imageremoval.reclaim.runs"  # counter, {trigger, stop_reason}
+METRIC_RECLAIM_FS_USAGE = "imageremoval.reclaim.filesystem.usage_ratio"  # gauge, 1: used/size of containerd's root
+METRIC_USAGE_WRITES = "imageremoval.usage.label_writes"  # counter, {source}: event or sweep
 
 ATTR_METRIC_ACTION = "action"
 ATTR_METRIC_OUTCOME = "outcome"
@@ -97,6 +103,9 @@ ATTR_METRIC_CONFLICT = "conflict"
 ATTR_METRIC_FORCEABLE = "forceable"
 ATTR_METRIC_NAMESPACE = "namespace"
 ATTR_METRIC_VERSION = "version"
+ATTR_METRIC_TRIGGER = "trigger"  # rpc or loop
+ATTR_METRIC_STOP_REASON = "stop_reason"
+ATTR_METRIC_SOURCE = "source"
 
 ACTION_DELETE = "delete"
 ACTION_UNTAG = "untag"
@@ -119,7 +128,9 @@ class MetricSpec:
     labels: tuple[str, ...]  # always present
     optional: tuple[str, ...] = ()  # present on some series (error_type on failures)
     otel: str = ""  # the OpenTelemetry instrument name ("" for the Prometheus client's own collectors)
-    exported: str = "always"  # always, dup (only with rpc/dup), later (once the reclaim loop exists)
+    # always; dup (only with rpc/dup); later (the reclaim gauges: exported once a reclaim has run); on-use (the
+    # other reclaim and usage instruments: exported once a reclaim ran or a usage label was written)
+    exported: str = "always"
     meaning: str = ""
 
 
@@ -221,7 +232,7 @@ METRICS: tuple[MetricSpec, ...] = (
         ("namespace",),
         otel=METRIC_RECLAIM_PENDING,
         exported="later",
-        meaning="bytes the reclaim loop found reclaimable and has not freed yet",
+        meaning="bytes the last reclaim (ReclaimSpace or the loop) of the namespace planned and did not free",
     ),
     MetricSpec(
         "imageremoval_reclaim_last_success_timestamp_seconds",
@@ -230,7 +241,61 @@ METRICS: tuple[MetricSpec, ...] = (
         (),
         otel=METRIC_RECLAIM_LAST_SUCCESS,
         exported="later",
-        meaning="Unix time of the reclaim loop's last complete pass",
+        meaning="Unix time of the last reclaim (ReclaimSpace or the loop) that reached its target",
+    ),
+    MetricSpec(
+        "imageremoval_reclaim_targeted_bytes_total",
+        "counter",
+        "bytes",
+        ("trigger",),
+        otel=METRIC_RECLAIM_TARGETED,
+        exported="on-use",
+        meaning="bytes reclaims set out to free (trigger rpc or loop)",
+    ),
+    MetricSpec(
+        "imageremoval_reclaim_freed_bytes_total",
+        "counter",
+        "bytes",
+        ("trigger",),
+        otel=METRIC_RECLAIM_FREED,
+        exported="on-use",
+        meaning="bytes reclaims freed, measured after collection",
+    ),
+    MetricSpec(
+        "imageremoval_reclaim_images_total",
+        "counter",
+        "",
+        ("trigger", "outcome", "reason"),
+        otel=METRIC_RECLAIM_IMAGES,
+        exported="on-use",
+        meaning="images reclaims removed (outcome removed) or skipped (outcome skipped, reason the SkipReason)",
+    ),
+    MetricSpec(
+        "imageremoval_reclaim_runs_total",
+        "counter",
+        "",
+        ("trigger", "stop_reason"),
+        otel=METRIC_RECLAIM_RUNS,
+        exported="on-use",
+        meaning="reclaim runs by why they stopped (target reached, nothing more may go, round limit)",
+    ),
+    MetricSpec(
+        "imageremoval_reclaim_filesystem_usage_ratio",
+        "gauge",
+        "ratio",
+        (),
+        otel=METRIC_RECLAIM_FS_USAGE,
+        exported="on-use",
+        meaning="used fraction of containerd's root filesystem when a reclaim last measured it (statvfs)",
+    ),
+    MetricSpec(
+        "imageremoval_usage_label_writes_total",
+        "counter",
+        "",
+        ("source",),
+        otel=METRIC_USAGE_WRITES,
+        exported="on-use",
+        meaning="usage label writes to image records (source event or sweep)",
     ),
     MetricSpec("target_info", "gauge", "", ("service_name", "service_version"), meaning="the OpenTelemetry resource"),
     # The Prometheus client's process and runtime collectors (Linux /proc), on the Prometheus endpoint only.
@@ -277,4 +342,5 @@ TOPIC_UNTAG = "/imageremoval/untag"  # ImageUpdate.name: the name removed; label
 TOPIC_DELETE = "/imageremoval/delete"  # ImageDelete.name: the image ID (or platform manifest digest) deleted
 EVENT_TYPE_URL = "containerd.services.images.v1.ImageDelete"  # /imageremoval/delete's payload
 EVENT_UNTAG_TYPE_URL = "containerd.services.images.v1.ImageUpdate"  # /imageremoval/untag's payload
+TOPIC_PROBE = "/imageremoval/usage-probe"  # empty; the usage tracker publishes it to see its subscription is open
 EVENT_IMAGE_ID_LABEL = "imageId"  # the untag event's label holding the image ID the name pointed to

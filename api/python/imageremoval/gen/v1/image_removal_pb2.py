@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#imageremoval/v1/image_removal.proto\x12\x0fimageremoval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n\x12RemoveImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x10\n\x08no_prune\x18\x04 \x01(\x08\x12,\n\tplatforms\x18\x05 \x03(\x0b\x32\x19.imageremoval.v1.Platform\x12\x15\n\rallow_missing\x18\x06 \x01(\x08\x12\x15\n\rvalidate_only\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x10\n\x08\x61sync_gc\x18\t \x01(\x08\"=\n\x08Platform\x12\n\n\x02os\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\"\x9f\x01\n\x13RemoveImageResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.imageremoval.v1.RemovedItem\x12\x19\n\x11reclaimable_bytes\x18\x02 \x01(\x03\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x16\n\x0euntagged_count\x18\x04 \x01(\x05\x12\x15\n\rdeleted_count\x18\x05 \x01(\x05\"<\n\x0bRemovedItem\x12\x12\n\x08untagged\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x64\x65leted\x18\x02 \x01(\tH\x00\x42\x06\n\x04item\"/\n\rImageUntagged\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\" \n\x0cImageDeleted\x12\x10\n\x08image_id\x18\x01 \x01(\t\"\x7f\n\x11ListImagesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x30\n\x08selector\x18\x02 \x01(\x0b\x32\x1e.imageremoval.v1.ImageSelector\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"U\n\x12ListImagesResponse\x12&\n\x06images\x18\x01 \x03(\x0b\x32\x16.imageremoval.v1.Image\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9a\x03\n\x05Image\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\x12+\n\x07\x63reated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64\x61ngling\x18\x04 \x01(\x08\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".imageremoval.v1.Image.LabelsEntry\x12,\n\tplatforms\x18\x06 \x03(\x0b\x32\x19.imageremoval.v1.Platform\x12\x1a\n\x12running_containers\x18\x07 \x01(\x05\x12\x1a\n\x12stopped_containers\x18\x08 \x01(\x05\x12\x11\n\tprotected\x18\t \x01(\x08\x12\x16\n\x0eprotected_rule\x18\n \x01(\t\x12\x15\n\rcontent_bytes\x18\x0b \x01(\x03\x12\x16\n\x0esnapshot_bytes\x18\x0c \x01(\x03\x12\x14\n\x0cunique_bytes\x18\r \x01(\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbc\x01\n\rImageSelector\x12\x12\n\nall_unused\x18\x01 \x01(\x08\x12\x32\n\x0e\x63reated_before\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x06labels\x18\x03 \x03(\x0b\x32\x1b.imageremoval.v1.LabelMatch\x12\x12\n\nreferences\x18\x04 \x03(\t\x12\"\n\x1akeep_latest_per_repository\x18\x05 \x01(\x05\"8\n\nLabelMatch\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06negate\x18\x03 \x01(\x08\"W\n\x10PlanPruneRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x30\n\x08selector\x18\x02 \x01(\x0b\x32\x1e.imageremoval.v1.ImageSelector\"\xcf\x02\n\tPrunePlan\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12-\n\x06images\x18\x02 \x03(\x0b\x32\x1d.imageremoval.v1.PlannedImage\x12.\n\x07skipped\x18\x03 \x03(\x0b\x32\x1d.imageremoval.v1.SkippedImage\x12\x19\n\x11reclaimable_bytes\x18\x04 \x01(\x03\x12\x33\n\tresources\x18\x05 \x03(\x0b\x32 .imageremoval.v1.PlannedResource\x12+\n\x07\x63reated\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x08selector\x18\x07 \x01(\x0b\x32\x1e.imageremoval.v1.ImageSelector\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x11\n\tsignature\x18\t \x01(\x0c\"v\n\x0cPlannedImage\x12%\n\x05image\x18\x01 \x01(\x0b\x32\x16.imageremoval.v1.Image\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12/\n\x07records\x18\x03 \x03(\x0b\x32\x1e.imageremoval.v1.PlannedRecord\"-\n\rPlannedRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"e\n\x0fPlannedResource\x12\x0c\n\x04\x62lob\x18\x01 \x01(\t\x12\x13\n\x0bsnapshotter\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\r\n\x05\x62ytes\x18\x04 \x01(\x03\x12\x0e\n\x06images\x18\x05 \x03(\x05\"r\n\x0cSkippedImage\x12%\n\x05image\x18\x01 \x01(\x0b\x32\x16.imageremoval.v1.Image\x12+\n\x06reason\x18\x02 \x01(\x0e\x32\x1b.imageremoval.v1.SkipReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"?\n\x13\x45xecutePruneRequest\x12(\n\x04plan\x18\x01 \x01(\x0b\x32\x1a.imageremoval.v1.PrunePlan\"\xb1\x01\n\rPruneProgress\x12\x30\n\x07removed\x18\x01 \x01(\x0b\x32\x1d.imageremoval.v1.RemovedImageH\x00\x12\x30\n\x07skipped\x18\x02 \x01(\x0b\x32\x1d.imageremoval.v1.SkippedImageH\x00\x12\x30\n\x07summary\x18\x03 \x01(\x0b\x32\x1d.imageremoval.v1.PruneSummaryH\x00\x42\n\n\x08progress\"M\n\x0cRemovedImage\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.imageremoval.v1.RemovedItem\"j\n\x0cPruneSummary\x12\x16\n\x0eimages_removed\x18\x01 \x01(\x05\x12\x16\n\x0eimages_skipped\x18\x02 \x01(\x05\x12\x15\n\rplanned_bytes\x18\x03 \x01(\x03\x12\x13\n\x0b\x66reed_bytes\x18\x04 \x01(\x03*\xc3\x01\n\nSkipReason\x12\x1b\n\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12SKIP_REASON_IN_USE\x10\x01\x12\x19\n\x15SKIP_REASON_PROTECTED\x10\x02\x12\x14\n\x10SKIP_REASON_KEPT\x10\x03\x12\x1e\n\x1aSKIP_REASON_PARENT_OF_KEPT\x10\x04\x12\x17\n\x13SKIP_REASON_CHANGED\x10\x05\x12\x16\n\x12SKIP_REASON_FAILED\x10\x06\x32\xea\x02\n\x13ImageRemovalService\x12X\n\x0bRemoveImage\x12#.imageremoval.v1.RemoveImageRequest\x1a$.imageremoval.v1.RemoveImageResponse\x12U\n\nListImages\x12\".imageremoval.v1.ListImagesRequest\x1a#.imageremoval.v1.ListImagesResponse\x12J\n\tPlanPrune\x12!.imageremoval.v1.PlanPruneRequest\x1a\x1a.imageremoval.v1.PrunePlan\x12V\n\x0c\x45xecutePrune\x12$.imageremoval.v1.ExecutePruneRequest\x1a\x1e.imageremoval.v1.PruneProgress0\x01\x42J\n\x12io.imageremoval.v1P\x01Z2imageremoval.io/api/imageremoval/v1;imageremovalv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#imageremoval/v1/image_removal.proto\x12\x0fimageremoval.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n\x12RemoveImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x10\n\x08no_prune\x18\x04 \x01(\x08\x12,\n\tplatforms\x18\x05 \x03(\x0b\x32\x19.imageremoval.v1.Platform\x12\x15\n\rallow_missing\x18\x06 \x01(\x08\x12\x15\n\rvalidate_only\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x10\n\x08\x61sync_gc\x18\t \x01(\x08\"=\n\x08Platform\x12\n\n\x02os\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\"\x9f\x01\n\x13RemoveImageResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.imageremoval.v1.RemovedItem\x12\x19\n\x11reclaimable_bytes\x18\x02 \x01(\x03\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x16\n\x0euntagged_count\x18\x04 \x01(\x05\x12\x15\n\rdeleted_count\x18\x05 \x01(\x05\"<\n\x0bRemovedItem\x12\x12\n\x08untagged\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x64\x65leted\x18\x02 \x01(\tH\x00\x42\x06\n\x04item\"/\n\rImageUntagged\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\" \n\x0cImageDeleted\x12\x10\n\x08image_id\x18\x01 \x01(\t\"\x7f\n\x11ListImagesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x30\n\x08selector\x18\x02 \x01(\x0b\x32\x1e.imageremoval.v1.ImageSelector\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"U\n\x12ListImagesResponse\x12&\n\x06images\x18\x01 \x03(\x0b\x32\x16.imageremoval.v1.Image\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa7\x04\n\x05Image\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\x12+\n\x07\x63reated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64\x61ngling\x18\x04 \x01(\x08\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".imageremoval.v1.Image.LabelsEntry\x12,\n\tplatforms\x18\x06 \x03(\x0b\x32\x19.imageremoval.v1.Platform\x12\x1a\n\x12running_containers\x18\x07 \x01(\x05\x12\x1a\n\x12stopped_containers\x18\x08 \x01(\x05\x12\x11\n\tprotected\x18\t \x01(\x08\x12\x16\n\x0eprotected_rule\x18\n \x01(\t\x12\x15\n\rcontent_bytes\x18\x0b \x01(\x03\x12\x16\n\x0esnapshot_bytes\x18\x0c \x01(\x03\x12\x14\n\x0cunique_bytes\x18\r \x01(\x03\x12.\n\nfirst_seen\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_used\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tage_basis\x18\x10 \x01(\x0e\x32\x19.imageremoval.v1.AgeBasis\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xeb\x01\n\rImageSelector\x12\x12\n\nall_unused\x18\x01 \x01(\x08\x12\x32\n\x0e\x63reated_before\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x06labels\x18\x03 \x03(\x0b\x32\x1b.imageremoval.v1.LabelMatch\x12\x12\n\nreferences\x18\x04 \x03(\t\x12\"\n\x1akeep_latest_per_repository\x18\x05 \x01(\x05\x12-\n\nunused_for\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"8\n\nLabelMatch\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06negate\x18\x03 \x01(\x08\"W\n\x10PlanPruneRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x30\n\x08selector\x18\x02 \x01(\x0b\x32\x1e.imageremoval.v1.ImageSelector\"\xcf\x02\n\tPrunePlan\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12-\n\x06images\x18\x02 \x03(\x0b\x32\x1d.imageremoval.v1.PlannedImage\x12.\n\x07skipped\x18\x03 \x03(\x0b\x32\x1d.imageremoval.v1.SkippedImage\x12\x19\n\x11reclaimable_bytes\x18\x04 \x01(\x03\x12\x33\n\tresources\x18\x05 \x03(\x0b\x32 .imageremoval.v1.PlannedResource\x12+\n\x07\x63reated\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x08selector\x18\x07 \x01(\x0b\x32\x1e.imageremoval.v1.ImageSelector\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x11\n\tsignature\x18\t \x01(\x0c\"v\n\x0cPlannedImage\x12%\n\x05image\x18\x01 \x01(\x0b\x32\x16.imageremoval.v1.Image\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12/\n\x07records\x18\x03 \x03(\x0b\x32\x1e.imageremoval.v1.PlannedRecord\"-\n\rPlannedRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"e\n\x0fPlannedResource\x12\x0c\n\x04\x62lob\x18\x01 \x01(\t\x12\x13\n\x0bsnapshotter\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\r\n\x05\x62ytes\x18\x04 \x01(\x03\x12\x0e\n\x06images\x18\x05 \x03(\x05\"r\n\x0cSkippedImage\x12%\n\x05image\x18\x01 \x01(\x0b\x32\x16.imageremoval.v1.Image\x12+\n\x06reason\x18\x02 \x01(\x0e\x32\x1b.imageremoval.v1.SkipReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"?\n\x13\x45xecutePruneRequest\x12(\n\x04plan\x18\x01 \x01(\x0b\x32\x1a.imageremoval.v1.PrunePlan\"\xe3\x01\n\rPruneProgress\x12\x30\n\x07removed\x18\x01 \x01(\x0b\x32\x1d.imageremoval.v1.RemovedImageH\x00\x12\x30\n\x07skipped\x18\x02 \x01(\x0b\x32\x1d.imageremoval.v1.SkippedImageH\x00\x12\x30\n\x07summary\x18\x03 \x01(\x0b\x32\x1d.imageremoval.v1.PruneSummaryH\x00\x12\x30\n\x07planned\x18\x04 \x01(\x0b\x32\x1d.imageremoval.v1.PlannedImageH\x00\x42\n\n\x08progress\"M\n\x0cRemovedImage\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.imageremoval.v1.RemovedItem\"\xd0\x01\n\x0cPruneSummary\x12\x16\n\x0eimages_removed\x18\x01 \x01(\x05\x12\x16\n\x0eimages_skipped\x18\x02 \x01(\x05\x12\x15\n\rplanned_bytes\x18\x03 \x01(\x03\x12\x13\n\x0b\x66reed_bytes\x18\x04 \x01(\x03\x12\x14\n\x0ctarget_bytes\x18\x05 \x01(\x03\x12\x13\n\x0bstop_reason\x18\x06 \x01(\t\x12\x1c\n\x14usage_percent_before\x18\x07 \x01(\x01\x12\x1b\n\x13usage_percent_after\x18\x08 \x01(\x01\"r\n\x13ReclaimSpaceRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x19\n\x11target_free_bytes\x18\x02 \x01(\x03\x12\x1c\n\x14target_usage_percent\x18\x03 \x01(\x01\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08*w\n\x08\x41geBasis\x12\x19\n\x15\x41GE_BASIS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GE_BASIS_UNKNOWN\x10\x01\x12\x1a\n\x16\x41GE_BASIS_OBSERVED_USE\x10\x02\x12\x1d\n\x19\x41GE_BASIS_FIRST_SEEN_ONLY\x10\x03*\xde\x01\n\nSkipReason\x12\x1b\n\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12SKIP_REASON_IN_USE\x10\x01\x12\x19\n\x15SKIP_REASON_PROTECTED\x10\x02\x12\x14\n\x10SKIP_REASON_KEPT\x10\x03\x12\x1e\n\x1aSKIP_REASON_PARENT_OF_KEPT\x10\x04\x12\x17\n\x13SKIP_REASON_CHANGED\x10\x05\x12\x16\n\x12SKIP_REASON_FAILED\x10\x06\x12\x19\n\x15SKIP_REASON_TOO_YOUNG\x10\x07\x32\xc2\x03\n\x13ImageRemovalService\x12X\n\x0bRemoveImage\x12#.imageremoval.v1.RemoveImageRequest\x1a$.imageremoval.v1.RemoveImageResponse\x12U\n\nListImages\x12\".imageremoval.v1.ListImagesRequest\x1a#.imageremoval.v1.ListImagesResponse\x12J\n\tPlanPrune\x12!.imageremoval.v1.PlanPruneRequest\x1a\x1a.imageremoval.v1.PrunePlan\x12V\n\x0c\x45xecutePrune\x12$.imageremoval.v1.ExecutePruneRequest\x1a\x1e.imageremoval.v1.PruneProgress0\x01\x12V\n\x0cReclaimSpace\x12$.imageremoval.v1.ReclaimSpaceRequest\x1a\x1e.imageremoval.v1.PruneProgress0\x01\x42J\n\x12io.imageremoval.v1P\x01Z2imageremoval.io/api/imageremoval/v1;imageremovalv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,52 +36,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\022io.imageremoval.v1P\001Z2imageremoval.io/api/imageremoval/v1;imageremovalv1'
   _globals['_IMAGE_LABELSENTRY']._loaded_options = None
   _globals['_IMAGE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_SKIPREASON']._serialized_start=2803
-  _globals['_SKIPREASON']._serialized_end=2998
-  _globals['_REMOVEIMAGEREQUEST']._serialized_start=90
-  _globals['_REMOVEIMAGEREQUEST']._serialized_end=307
-  _globals['_PLATFORM']._serialized_start=309
-  _globals['_PLATFORM']._serialized_end=370
-  _globals['_REMOVEIMAGERESPONSE']._serialized_start=373
-  _globals['_REMOVEIMAGERESPONSE']._serialized_end=532
-  _globals['_REMOVEDITEM']._serialized_start=534
-  _globals['_REMOVEDITEM']._serialized_end=594
-  _globals['_IMAGEUNTAGGED']._serialized_start=596
-  _globals['_IMAGEUNTAGGED']._serialized_end=643
-  _globals['_IMAGEDELETED']._serialized_start=645
-  _globals['_IMAGEDELETED']._serialized_end=677
-  _globals['_LISTIMAGESREQUEST']._serialized_start=679
-  _globals['_LISTIMAGESREQUEST']._serialized_end=806
-  _globals['_LISTIMAGESRESPONSE']._serialized_start=808
-  _globals['_LISTIMAGESRESPONSE']._serialized_end=893
-  _globals['_IMAGE']._serialized_start=896
-  _globals['_IMAGE']._serialized_end=1306
-  _globals['_IMAGE_LABELSENTRY']._serialized_start=1261
-  _globals['_IMAGE_LABELSENTRY']._serialized_end=1306
-  _globals['_IMAGESELECTOR']._serialized_start=1309
-  _globals['_IMAGESELECTOR']._serialized_end=1497
-  _globals['_LABELMATCH']._serialized_start=1499
-  _globals['_LABELMATCH']._serialized_end=1555
-  _globals['_PLANPRUNEREQUEST']._serialized_start=1557
-  _globals['_PLANPRUNEREQUEST']._serialized_end=1644
-  _globals['_PRUNEPLAN']._serialized_start=1647
-  _globals['_PRUNEPLAN']._serialized_end=1982
-  _globals['_PLANNEDIMAGE']._serialized_start=1984
-  _globals['_PLANNEDIMAGE']._serialized_end=2102
-  _globals['_PLANNEDRECORD']._serialized_start=2104
-  _globals['_PLANNEDRECORD']._serialized_end=2149
-  _globals['_PLANNEDRESOURCE']._serialized_start=2151
-  _globals['_PLANNEDRESOURCE']._serialized_end=2252
-  _globals['_SKIPPEDIMAGE']._serialized_start=2254
-  _globals['_SKIPPEDIMAGE']._serialized_end=2368
-  _globals['_EXECUTEPRUNEREQUEST']._serialized_start=2370
-  _globals['_EXECUTEPRUNEREQUEST']._serialized_end=2433
-  _globals['_PRUNEPROGRESS']._serialized_start=2436
-  _globals['_PRUNEPROGRESS']._serialized_end=2613
-  _globals['_REMOVEDIMAGE']._serialized_start=2615
-  _globals['_REMOVEDIMAGE']._serialized_end=2692
-  _globals['_PRUNESUMMARY']._serialized_start=2694
-  _globals['_PRUNESUMMARY']._serialized_end=2800
-  _globals['_IMAGEREMOVALSERVICE']._serialized_start=3001
-  _globals['_IMAGEREMOVALSERVICE']._serialized_end=3363
+  _globals['_AGEBASIS']._serialized_start=3291
+  _globals['_AGEBASIS']._serialized_end=3410
+  _globals['_SKIPREASON']._serialized_start=3413
+  _globals['_SKIPREASON']._serialized_end=3635
+  _globals['_REMOVEIMAGEREQUEST']._serialized_start=122
+  _globals['_REMOVEIMAGEREQUEST']._serialized_end=339
+  _globals['_PLATFORM']._serialized_start=341
+  _globals['_PLATFORM']._serialized_end=402
+  _globals['_REMOVEIMAGERESPONSE']._serialized_start=405
+  _globals['_REMOVEIMAGERESPONSE']._serialized_end=564
+  _globals['_REMOVEDITEM']._serialized_start=566
+  _globals['_REMOVEDITEM']._serialized_end=626
+  _globals['_IMAGEUNTAGGED']._serialized_start=628
+  _globals['_IMAGEUNTAGGED']._serialized_end=675
+  _globals['_IMAGEDELETED']._serialized_start=677
+  _globals['_IMAGEDELETED']._serialized_end=709
+  _globals['_LISTIMAGESREQUEST']._serialized_start=711
+  _globals['_LISTIMAGESREQUEST']._serialized_end=838
+  _globals['_LISTIMAGESRESPONSE']._serialized_start=840
+  _globals['_LISTIMAGESRESPONSE']._serialized_end=925
+  _globals['_IMAGE']._serialized_start=928
+  _globals['_IMAGE']._serialized_end=1479
+  _globals['_IMAGE_LABELSENTRY']._serialized_start=1434
+  _globals['_IMAGE_LABELSENTRY']._serialized_end=1479
+  _globals['_IMAGESELECTOR']._serialized_start=1482
+  _globals['_IMAGESELECTOR']._serialized_end=1717
+  _globals['_LABELMATCH']._serialized_start=1719
+  _globals['_LABELMATCH']._serialized_end=1775
+  _globals['_PLANPRUNEREQUEST']._serialized_start=1777
+  _globals['_PLANPRUNEREQUEST']._serialized_end=1864
+  _globals['_PRUNEPLAN']._serialized_start=1867
+  _globals['_PRUNEPLAN']._serialized_end=2202
+  _globals['_PLANNEDIMAGE']._serialized_start=2204
+  _globals['_PLANNEDIMAGE']._serialized_end=2322
+  _globals['_PLANNEDRECORD']._serialized_start=2324
+  _globals['_PLANNEDRECORD']._serialized_end=2369
+  _globals['_PLANNEDRESOURCE']._serialized_start=2371
+  _globals['_PLANNEDRESOURCE']._serialized_end=2472
+  _globals['_SKIPPEDIMAGE']._serialized_start=2474
+  _globals['_SKIPPEDIMAGE']._serialized_end=2588
+  _globals['_EXECUTEPRUNEREQUEST']._serialized_start=2590
+  _globals['_EXECUTEPRUNEREQUEST']._serialized_end=2653
+  _globals['_PRUNEPROGRESS']._serialized_start=2656
+  _globals['_PRUNEPROGRESS']._serialized_end=2883
+  _globals['_REMOVEDIMAGE']._serialized_start=2885
+  _globals['_REMOVEDIMAGE']._serialized_end=2962
+  _globals['_PRUNESUMMARY']._serialized_start=2965
+  _globals['_PRUNESUMMARY']._serialized_end=3173
+  _globals['_RECLAIMSPACEREQUEST']._serialized_start=3175
+  _globals['_RECLAIMSPACEREQUEST']._serialized_end=3289
+  _globals['_IMAGEREMOVALSERVICE']._serialized_start=3638
+  _globals['_IMAGEREMOVALSERVICE']._serialized_end=4088
 # @@protoc_insertion_point(module_scope)

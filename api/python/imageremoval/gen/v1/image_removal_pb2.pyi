@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -10,6 +11,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AgeBasis(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AGE_BASIS_UNSPECIFIED: _ClassVar[AgeBasis]
+    AGE_BASIS_UNKNOWN: _ClassVar[AgeBasis]
+    AGE_BASIS_OBSERVED_USE: _ClassVar[AgeBasis]
+    AGE_BASIS_FIRST_SEEN_ONLY: _ClassVar[AgeBasis]
+
 class SkipReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SKIP_REASON_UNSPECIFIED: _ClassVar[SkipReason]
@@ -19,6 +27,11 @@ class SkipReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SKIP_REASON_PARENT_OF_KEPT: _ClassVar[SkipReason]
     SKIP_REASON_CHANGED: _ClassVar[SkipReason]
     SKIP_REASON_FAILED: _ClassVar[SkipReason]
+    SKIP_REASON_TOO_YOUNG: _ClassVar[SkipReason]
+AGE_BASIS_UNSPECIFIED: AgeBasis
+AGE_BASIS_UNKNOWN: AgeBasis
+AGE_BASIS_OBSERVED_USE: AgeBasis
+AGE_BASIS_FIRST_SEEN_ONLY: AgeBasis
 SKIP_REASON_UNSPECIFIED: SkipReason
 SKIP_REASON_IN_USE: SkipReason
 SKIP_REASON_PROTECTED: SkipReason
@@ -26,6 +39,7 @@ SKIP_REASON_KEPT: SkipReason
 SKIP_REASON_PARENT_OF_KEPT: SkipReason
 SKIP_REASON_CHANGED: SkipReason
 SKIP_REASON_FAILED: SkipReason
+SKIP_REASON_TOO_YOUNG: SkipReason
 
 class RemoveImageRequest(_message.Message):
     __slots__ = ("image", "namespace", "force", "no_prune", "platforms", "allow_missing", "validate_only", "request_id", "async_gc")
@@ -116,7 +130,7 @@ class ListImagesResponse(_message.Message):
     def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Image(_message.Message):
-    __slots__ = ("id", "names", "created", "dangling", "labels", "platforms", "running_containers", "stopped_containers", "protected", "protected_rule", "content_bytes", "snapshot_bytes", "unique_bytes")
+    __slots__ = ("id", "names", "created", "dangling", "labels", "platforms", "running_containers", "stopped_containers", "protected", "protected_rule", "content_bytes", "snapshot_bytes", "unique_bytes", "first_seen", "last_used", "age_basis")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +151,9 @@ class Image(_message.Message):
     CONTENT_BYTES_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_BYTES_FIELD_NUMBER: _ClassVar[int]
     UNIQUE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    AGE_BASIS_FIELD_NUMBER: _ClassVar[int]
     id: str
     names: _containers.RepeatedScalarFieldContainer[str]
     created: _timestamp_pb2.Timestamp
@@ -150,21 +167,26 @@ class Image(_message.Message):
     content_bytes: int
     snapshot_bytes: int
     unique_bytes: int
-    def __init__(self, id: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dangling: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., platforms: _Optional[_Iterable[_Union[Platform, _Mapping]]] = ..., running_containers: _Optional[int] = ..., stopped_containers: _Optional[int] = ..., protected: _Optional[bool] = ..., protected_rule: _Optional[str] = ..., content_bytes: _Optional[int] = ..., snapshot_bytes: _Optional[int] = ..., unique_bytes: _Optional[int] = ...) -> None: ...
+    first_seen: _timestamp_pb2.Timestamp
+    last_used: _timestamp_pb2.Timestamp
+    age_basis: AgeBasis
+    def __init__(self, id: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dangling: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., platforms: _Optional[_Iterable[_Union[Platform, _Mapping]]] = ..., running_containers: _Optional[int] = ..., stopped_containers: _Optional[int] = ..., protected: _Optional[bool] = ..., protected_rule: _Optional[str] = ..., content_bytes: _Optional[int] = ..., snapshot_bytes: _Optional[int] = ..., unique_bytes: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., age_basis: _Optional[_Union[AgeBasis, str]] = ...) -> None: ...
 
 class ImageSelector(_message.Message):
-    __slots__ = ("all_unused", "created_before", "labels", "references", "keep_latest_per_repository")
+    __slots__ = ("all_unused", "created_before", "labels", "references", "keep_latest_per_repository", "unused_for")
     ALL_UNUSED_FIELD_NUMBER: _ClassVar[int]
     CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     REFERENCES_FIELD_NUMBER: _ClassVar[int]
     KEEP_LATEST_PER_REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    UNUSED_FOR_FIELD_NUMBER: _ClassVar[int]
     all_unused: bool
     created_before: _timestamp_pb2.Timestamp
     labels: _containers.RepeatedCompositeFieldContainer[LabelMatch]
     references: _containers.RepeatedScalarFieldContainer[str]
     keep_latest_per_repository: int
-    def __init__(self, all_unused: _Optional[bool] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[LabelMatch, _Mapping]]] = ..., references: _Optional[_Iterable[str]] = ..., keep_latest_per_repository: _Optional[int] = ...) -> None: ...
+    unused_for: _duration_pb2.Duration
+    def __init__(self, all_unused: _Optional[bool] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[LabelMatch, _Mapping]]] = ..., references: _Optional[_Iterable[str]] = ..., keep_latest_per_repository: _Optional[int] = ..., unused_for: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class LabelMatch(_message.Message):
     __slots__ = ("key", "value", "negate")
@@ -255,14 +277,16 @@ class ExecutePruneRequest(_message.Message):
     def __init__(self, plan: _Optional[_Union[PrunePlan, _Mapping]] = ...) -> None: ...
 
 class PruneProgress(_message.Message):
-    __slots__ = ("removed", "skipped", "summary")
+    __slots__ = ("removed", "skipped", "summary", "planned")
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_FIELD_NUMBER: _ClassVar[int]
     removed: RemovedImage
     skipped: SkippedImage
     summary: PruneSummary
-    def __init__(self, removed: _Optional[_Union[RemovedImage, _Mapping]] = ..., skipped: _Optional[_Union[SkippedImage, _Mapping]] = ..., summary: _Optional[_Union[PruneSummary, _Mapping]] = ...) -> None: ...
+    planned: PlannedImage
+    def __init__(self, removed: _Optional[_Union[RemovedImage, _Mapping]] = ..., skipped: _Optional[_Union[SkippedImage, _Mapping]] = ..., summary: _Optional[_Union[PruneSummary, _Mapping]] = ..., planned: _Optional[_Union[PlannedImage, _Mapping]] = ...) -> None: ...
 
 class RemovedImage(_message.Message):
     __slots__ = ("image_id", "items")
@@ -273,13 +297,33 @@ class RemovedImage(_message.Message):
     def __init__(self, image_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[RemovedItem, _Mapping]]] = ...) -> None: ...
 
 class PruneSummary(_message.Message):
-    __slots__ = ("images_removed", "images_skipped", "planned_bytes", "freed_bytes")
+    __slots__ = ("images_removed", "images_skipped", "planned_bytes", "freed_bytes", "target_bytes", "stop_reason", "usage_percent_before", "usage_percent_after")
     IMAGES_REMOVED_FIELD_NUMBER: _ClassVar[int]
     IMAGES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     PLANNED_BYTES_FIELD_NUMBER: _ClassVar[int]
     FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_PERCENT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_PERCENT_AFTER_FIELD_NUMBER: _ClassVar[int]
     images_removed: int
     images_skipped: int
     planned_bytes: int
     freed_bytes: int
-    def __init__(self, images_removed: _Optional[int] = ..., images_skipped: _Optional[int] = ..., planned_bytes: _Optional[int] = ..., freed_bytes: _Optional[int] = ...) -> None: ...
+    target_bytes: int
+    stop_reason: str
+    usage_percent_before: float
+    usage_percent_after: float
+    def __init__(self, images_removed: _Optional[int] = ..., images_skipped: _Optional[int] = ..., planned_bytes: _Optional[int] = ..., freed_bytes: _Optional[int] = ..., target_bytes: _Optional[int] = ..., stop_reason: _Optional[str] = ..., usage_percent_before: _Optional[float] = ..., usage_percent_after: _Optional[float] = ...) -> None: ...
+
+class ReclaimSpaceRequest(_message.Message):
+    __slots__ = ("namespace", "target_free_bytes", "target_usage_percent", "dry_run")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_USAGE_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    target_free_bytes: int
+    target_usage_percent: float
+    dry_run: bool
+    def __init__(self, namespace: _Optional[str] = ..., target_free_bytes: _Optional[int] = ..., target_usage_percent: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...

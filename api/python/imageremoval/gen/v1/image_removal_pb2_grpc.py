@@ -60,6 +60,11 @@ class ImageRemovalServiceStub:
                 request_serializer=imageremoval_dot_v1_dot_image__removal__pb2.ExecutePruneRequest.SerializeToString,
                 response_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.PruneProgress.FromString,
                 _registered_method=True)
+        self.ReclaimSpace = channel.unary_stream(
+                '/imageremoval.v1.ImageRemovalService/ReclaimSpace',
+                request_serializer=imageremoval_dot_v1_dot_image__removal__pb2.ReclaimSpaceRequest.SerializeToString,
+                response_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.PruneProgress.FromString,
+                _registered_method=True)
 
 
 class ImageRemovalServiceServicer:
@@ -118,6 +123,28 @@ class ImageRemovalServiceServicer:
         a SkippedImage with SKIP_REASON_FAILED, not as a call error. Executing a plan twice is safe: images
         already gone are skipped as SKIP_REASON_CHANGED.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReclaimSpace(self, request, context):
+        """ReclaimSpace frees disk under pressure: it removes unused images least recently used first (last_used,
+        else first_seen) until at least target_free_bytes are freed or the filesystem holding containerd's root
+        is below target_usage_percent (measured with statvfs after each image's collection), never touching an
+        image in use, protected, pinned, too young (first seen or created less than the server's
+        `--usage-min-age` ago) or of unknown age. Streams every skip with its reason, each removed image, and a
+        summary last (planned vs measured freed bytes, and why it stopped). With dry_run it streams the plan it
+        would execute (each image as `planned`) and changes nothing. One reclaim runs at a time per server
+        (the `--reclaim-*` loop included); a second call waits for the first.
+
+        Errors: INVALID_ARGUMENT (INVALID_RECLAIM_TARGET: neither or both targets, or out of range,
+        INVALID_NAMESPACE), PERMISSION_DENIED (NAMESPACE_NOT_ALLOWED), FAILED_PRECONDITION
+        (RECLAIM_UNAVAILABLE: a percentage target but the server cannot measure containerd's root),
+        UNAVAILABLE (CONTAINERD_UNAVAILABLE).
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,6 +171,11 @@ def add_ImageRemovalServiceServicer_to_server(servicer, server):
             'ExecutePrune': grpc.unary_stream_rpc_method_handler(
                     servicer.ExecutePrune,
                     request_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.ExecutePruneRequest.FromString,
+                    response_serializer=imageremoval_dot_v1_dot_image__removal__pb2.PruneProgress.SerializeToString,
+            ),
+            'ReclaimSpace': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReclaimSpace,
+                    request_deserializer=imageremoval_dot_v1_dot_image__removal__pb2.ReclaimSpaceRequest.FromString,
                     response_serializer=imageremoval_dot_v1_dot_image__removal__pb2.PruneProgress.SerializeToString,
             ),
     }
@@ -260,6 +292,33 @@ class ImageRemovalService:
             target,
             '/imageremoval.v1.ImageRemovalService/ExecutePrune',
             imageremoval_dot_v1_dot_image__removal__pb2.ExecutePruneRequest.SerializeToString,
+            imageremoval_dot_v1_dot_image__removal__pb2.PruneProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReclaimSpace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/imageremoval.v1.ImageRemovalService/ReclaimSpace',
+            imageremoval_dot_v1_dot_image__removal__pb2.ReclaimSpaceRequest.SerializeToString,
             imageremoval_dot_v1_dot_image__removal__pb2.PruneProgress.FromString,
             options,
             channel_credentials,
