@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 
 from .content import ImageFactory
 from .env import REPO, SERVER_BIN, BenchError, ServerProcess, machine_facts, require_tools

@@ -16,7 +16,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from imageremoval.server.daemon import terminate
+from imageremoval.server.containerd.daemon import terminate
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_BIN = Path(sys.executable).parent / "imageremoval-server"

@@ -15,7 +15,7 @@ from pathlib import Path
 from imageremoval.client import ImageRemovalClient
 from imageremoval.server.app import App, create_server
 from imageremoval.server.config import ServerConfig
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 from tests.support import races
 from tests.support.ctr import Ctr
 from tests.support.images import busybox_layer

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 
 from .env import ServerProcess
 

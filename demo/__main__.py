@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imageremoval.server.config import ConfigError, ServerConfig, is_unix, load_config, parse_listen
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 
 from .archive import sample, write_archive
 

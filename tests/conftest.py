@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from imageremoval.client import ImageRemovalClient
 from imageremoval.server.app import App, create_server
 from imageremoval.server.config import ServerConfig, UsageSettings
-from imageremoval.server.daemon import ContainerdBinary, DaemonError, PrivateContainerd
+from imageremoval.server.containerd.daemon import ContainerdBinary, DaemonError, PrivateContainerd
 
 from .support.ctr import Ctr
 from .support.images import Layer, busybox_layer

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from imageremoval.server.answers import WINDOW_SECONDS, RecentAnswers, check_request_id
-from imageremoval.server.errors import ImageNotFound, InvalidArgument, RemovalIncomplete
-from imageremoval.server.model import Item, ItemKind
+from imageremoval.server.domain.errors import ImageNotFound, InvalidArgument, RemovalIncomplete
+from imageremoval.server.domain.model import Item, ItemKind
+from imageremoval.server.removal.answers import WINDOW_SECONDS, RecentAnswers, check_request_id
 
 ITEMS = [Item(ItemKind.DELETED, "sha256:" + "a" * 64, "sha256:" + "a" * 64)]
 

@@ -13,7 +13,7 @@ from imageremoval.client import ConflictError, ImageRemovalClient, InvalidArgume
 from imageremoval.gen.containerd.services.images.v1 import images_pb2
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.server.config import ServerConfig
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 
 from .conftest import ServerThread
 from .support.ctr import Ctr

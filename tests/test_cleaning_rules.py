@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from imageremoval.server.errors import InvalidArgument
-from imageremoval.server.inventory import InventoryImage
-from imageremoval.server.model import ContentInfo, Descriptor, ImageRecord, LeaseResource
-from imageremoval.server.plan_seal import PlanSeal
-from imageremoval.server.selector import LabelMatch, Selector, glob_regex, kept_latest, matches
-from imageremoval.server.sizes import ImageSizes, ResourceGraph, blob_node, image_closures, image_sizes, reclaimable
+from imageremoval.server.cleaning.inventory import InventoryImage
+from imageremoval.server.cleaning.plan_seal import PlanSeal
+from imageremoval.server.domain.errors import InvalidArgument
+from imageremoval.server.domain.model import ContentInfo, Descriptor, ImageRecord, LeaseResource
+from imageremoval.server.domain.selector import LabelMatch, Selector, glob_regex, kept_latest, matches
+from imageremoval.server.domain.sizes import (
+    ImageSizes,
+    ResourceGraph,
+    blob_node,
+    image_closures,
+    image_sizes,
+    reclaimable,
+)
 
 ZERO = ImageSizes(0, 0, 0)
 

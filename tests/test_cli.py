@@ -11,7 +11,7 @@ from pathlib import Path
 from opentelemetry.sdk.trace import TracerProvider
 
 from imageremoval.server.config import ServerConfig
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 
 from .conftest import Server, ServerThread
 from .support.images import file_layer, manifest

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imageremoval.client import ConflictError, ImageRemovalClient
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 
 from .support.ctr import Ctr
 from .support.images import Layer, manifest

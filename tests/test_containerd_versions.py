@@ -15,11 +15,11 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from imageremoval.gen.containerd.services.images.v1 import images_pb2
-from imageremoval.server.containerd import ContainerdClient
-from imageremoval.server.daemon import PrivateContainerd
-from imageremoval.server.errors import ImageChanged, NotFoundInContainerd
-from imageremoval.server.model import Descriptor
-from imageremoval.server.removal import ImageRemover, RemovalRequest
+from imageremoval.server.containerd.client import ContainerdClient
+from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import ImageChanged, NotFoundInContainerd
+from imageremoval.server.domain.model import Descriptor
+from imageremoval.server.removal.service import ImageRemover, RemovalRequest
 
 from .support.images import file_layer, manifest
 from .support.store import Store

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from imageremoval.server import cli
-from imageremoval.server.daemon import DaemonError, PrivateContainerd
+from imageremoval.server.containerd.daemon import DaemonError, PrivateContainerd
 
 from .support.ctr import Ctr
 from .support.images import Layer, manifest
@@ -113,7 +113,8 @@ def test_an_orphaned_containerd_is_found_by_its_lock_and_left_running(tmp_path: 
     is not."""
     base = tmp_path / "orphan"
     starter = (
-        "import os, sys; from pathlib import Path; from imageremoval.server.daemon import PrivateContainerd; "
+        "import os, sys; from pathlib import Path; "
+        "from imageremoval.server.containerd.daemon import PrivateContainerd; "
         "PrivateContainerd(Path(sys.argv[1])).start(); os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", starter, str(base)], check=True, timeout=60)

@@ -10,7 +10,7 @@ from demo.__main__ import hints, load
 from demo.archive import sample, write_archive
 from imageremoval.client import ConflictError, ImageRemovalClient
 from imageremoval.server.config import ServerConfig
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 
 from .conftest import Server
 from .support.ctr import Ctr

@@ -27,9 +27,9 @@ from imageremoval.client import ImageRemovalClient, ImageRemovalError
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import Limits, ServerConfig, TlsConfig
-from imageremoval.server.containerd import RECONNECT_BACKOFF_MS
-from imageremoval.server.daemon import PrivateContainerd
-from imageremoval.server.listeners import UnixListener
+from imageremoval.server.containerd.client import RECONNECT_BACKOFF_MS
+from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.transport.listeners import UnixListener
 
 from .conftest import ServerThread
 from .support.h2 import rapid_reset, server_settings

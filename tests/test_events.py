@@ -13,8 +13,8 @@ from google.protobuf import any_pb2
 from imageremoval.client import ImageRemovalClient
 from imageremoval.gen.containerd.events import image_pb2
 from imageremoval.gen.containerd.services.events.v1 import events_pb2
-from imageremoval.server import telemetry as t
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.telemetry import names as t
 
 from .support.images import file_layer, manifest
 from .support.store import Store

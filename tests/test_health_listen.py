@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import ConfigError, ServerConfig, TlsConfig, load_config
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 
 from .conftest import ServerThread
 from .support.pki import Authority

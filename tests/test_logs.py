@@ -22,11 +22,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
-from imageremoval.server import telemetry as t
 from imageremoval.server.config import Limits, ServerConfig, TlsConfig
-from imageremoval.server.daemon import PrivateContainerd
-from imageremoval.server.logs import CALLER, Caller, ContextFilter, JsonLines, TextLines
-from imageremoval.server.rpc_telemetry import ServerTelemetry
+from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.telemetry import names as t
+from imageremoval.server.telemetry.logs import CALLER, Caller, ContextFilter, JsonLines, TextLines
+from imageremoval.server.telemetry.rpc import ServerTelemetry
 
 from .conftest import ServerThread
 from .support.images import file_layer, manifest
@@ -214,7 +214,9 @@ def test_a_line_outside_any_trace_has_no_empty_trace_keys() -> None:
 
 def test_text_lines_carry_every_field_json_lines_carry() -> None:
     # e.g. the daemon's "containerd is up" line: its address and root were dropped in text before.
-    record = logging.LogRecord("imageremoval.server.daemon", logging.INFO, __file__, 1, "containerd is up", None, None)
+    record = logging.LogRecord(
+        "imageremoval.server.containerd.daemon", logging.INFO, __file__, 1, "containerd is up", None, None
+    )
     record.address, record.root, record.namespace = "/run/c.sock", "/var/lib/c", "k8s.io"
     ContextFilter().filter(record)
     text = TextLines().format(record)

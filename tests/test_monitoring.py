@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from imageremoval.server import telemetry as t
+from imageremoval.server.telemetry import names as t
 
 MONITORING = Path(__file__).resolve().parent.parent / "deploy" / "monitoring"
 DASHBOARD = MONITORING / "imageremoval-dashboard.json"

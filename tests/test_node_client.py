@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from imageremoval.server.errors import DOMAIN, Conflict, Reason
+from imageremoval.server.domain.errors import DOMAIN, Conflict, Reason
 
 from .conftest import Server
 from .support.images import file_layer, manifest

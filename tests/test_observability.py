@@ -31,11 +31,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
-from imageremoval.server import telemetry as t
 from imageremoval.server.config import ServerConfig, parse_listen
-from imageremoval.server.daemon import PrivateContainerd
-from imageremoval.server.observability import service_version, telemetry_from_env
-from imageremoval.server.scrape import serve_metrics
+from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.telemetry import names as t
+from imageremoval.server.telemetry.providers import service_version, telemetry_from_env
+from imageremoval.server.telemetry.scrape import serve_metrics
 
 from .conftest import ServerThread
 from .support.images import file_layer, manifest

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from imageremoval.server.model import Descriptor, ImageRecord
-from imageremoval.server.plan import DeleteImage, Resolution, Untag, decide, same_references
-from imageremoval.server.references import parse_name
+from imageremoval.server.domain.docker_rules import DeleteImage, Resolution, Untag, decide, same_references
+from imageremoval.server.domain.model import Descriptor, ImageRecord
+from imageremoval.server.domain.references import parse_name
 
 DIGEST = "sha256:" + "cd" * 32
 TARGET = Descriptor("application/vnd.oci.image.manifest.v1+json", DIGEST, 100)

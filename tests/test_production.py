@@ -23,7 +23,7 @@ from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.app import server_options
 from imageremoval.server.config import ConfigError, Limits, ServerConfig, TlsConfig, load_config
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 
 from .conftest import ServerThread
 from .support.images import file_layer, manifest

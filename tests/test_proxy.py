@@ -23,7 +23,7 @@ from imageremoval.client import (
     Tls,
     UnavailableError,
 )
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
 
 from .support.images import file_layer, manifest
 from .support.pki import Authority

@@ -20,12 +20,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from imageremoval.client import ImageRemovalError, InvalidArgumentError
 from imageremoval.gen.v1 import image_removal_pb2 as pb
-from imageremoval.server import telemetry as t
+from imageremoval.server.cleaning.disk import disk_usage
 from imageremoval.server.config import LoopSettings, UsageSettings
-from imageremoval.server.daemon import PrivateContainerd
-from imageremoval.server.disk import disk_usage
-from imageremoval.server.observability import telemetry_from_env
-from imageremoval.server.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp
+from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp
+from imageremoval.server.telemetry import names as t
+from imageremoval.server.telemetry.providers import telemetry_from_env
 
 from .conftest import Server
 from .support.ctr import Ctr
@@ -137,7 +137,7 @@ def small_root(tmp_path: Path) -> Iterator[Path]:
 def test_the_loop_frees_a_small_filesystem_down_to_the_low_mark_then_stops_when_nothing_more_may_go(
     small_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="imageremoval.server.reclaim_loop")
+    caplog.set_level(logging.INFO, logger="imageremoval.server.cleaning.reclaim_loop")
     daemon = PrivateContainerd(small_root / "containerd")
     daemon.start()
     root = small_root / "containerd" / "root"
@@ -171,7 +171,7 @@ def test_the_loop_frees_a_small_filesystem_down_to_the_low_mark_then_stops_when_
         with grpc.insecure_channel(f"127.0.0.1:{server.thread.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
         assert health.status == health_pb2.HealthCheckResponse.SERVING
-        logged = [r for r in caplog.records if r.name == "imageremoval.server.reclaim_loop"]
+        logged = [r for r in caplog.records if r.name == "imageremoval.server.cleaning.reclaim_loop"]
         assert logged and logged[0].__dict__["stopReason"] == "target reached"
         assert logged[0].__dict__["freedBytes"] == run.freed_bytes > 0
         server.close()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imageremoval.server.errors import InvalidArgument, Reason
-from imageremoval.server.references import (
+from imageremoval.server.domain.errors import InvalidArgument, Reason
+from imageremoval.server.domain.references import (
     IdReference,
     NameReference,
     familiar_name,

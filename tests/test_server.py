@@ -16,9 +16,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from imageremoval.client import ImageRemovalClient, ImageRemovalError
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
-from imageremoval.server import telemetry
 from imageremoval.server.config import ConfigError, ServerConfig, load_config
-from imageremoval.server.daemon import PrivateContainerd
+from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.telemetry import names as telemetry
 
 from .conftest import Server, ServerThread
 from .support.images import file_layer, manifest

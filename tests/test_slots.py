@@ -6,8 +6,8 @@ import contextlib
 
 import pytest
 
-from imageremoval.server.errors import TooManyRemovals
-from imageremoval.server.policy import WAIT_WINDOW_S, ConcurrencyLimit
+from imageremoval.server.domain.errors import TooManyRemovals
+from imageremoval.server.domain.policy import WAIT_WINDOW_S, ConcurrencyLimit
 
 
 class Clock:

@@ -16,13 +16,13 @@ from imageremoval.client import ImageRemovalClient, ImageRemovalError
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import Limits, ServerConfig
-from imageremoval.server.containerd import LABEL_LEASE_EXPIRE, ContainerdClient
-from imageremoval.server.daemon import PrivateContainerd
-from imageremoval.server.errors import RemovalError
-from imageremoval.server.platforms import PlatformSpec
-from imageremoval.server.policy import RemovalPolicy
-from imageremoval.server.removal import ImageRemover, RemovalRequest
-from imageremoval.server.walk import chain_id
+from imageremoval.server.containerd.client import LABEL_LEASE_EXPIRE, ContainerdClient
+from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import RemovalError
+from imageremoval.server.domain.platforms import PlatformSpec
+from imageremoval.server.domain.policy import RemovalPolicy
+from imageremoval.server.removal.content_walk import chain_id
+from imageremoval.server.removal.service import ImageRemover, RemovalRequest
 
 from .conftest import Server, ServerThread
 from .support import races
@@ -350,7 +350,7 @@ def test_protected_images_are_refused_by_every_spelling_and_request_shape(
 
 
 def test_protection_matches_normalised_names_in_pure_logic() -> None:
-    from imageremoval.server.model import Descriptor, ImageRecord
+    from imageremoval.server.domain.model import Descriptor, ImageRecord
 
     policy = RemovalPolicy(protected_patterns=("registry.k8s.io/pause:*",))
     digest = "sha256:" + "a" * 64

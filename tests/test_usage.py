@@ -16,8 +16,8 @@ from imageremoval.client import ImageRemovalClient
 from imageremoval.gen.containerd.services.images.v1 import images_pb2
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.server.config import ServerConfig, UsageSettings
-from imageremoval.server.daemon import PrivateContainerd
-from imageremoval.server.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp
+from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp
 
 from .conftest import ServerThread
 from .support.ctr import Ctr

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from imageremoval.server.disk import DiskUsage
-from imageremoval.server.model import Descriptor, ImageRecord
-from imageremoval.server.space_reclaim import _pick
-from imageremoval.server.usage import (
+from imageremoval.server.cleaning.disk import DiskUsage
+from imageremoval.server.cleaning.space_reclaim import _pick
+from imageremoval.server.domain.model import Descriptor, ImageRecord
+from imageremoval.server.domain.usage import (
     LABEL_FIRST_SEEN,
     LABEL_LAST_USED,
     AgeBasis,
@@ -91,7 +91,7 @@ def test_reclaim_picks_the_shortest_least_recently_used_prefix_that_frees_enough
     def each_image_frees_its_own_node(_graph: object, _closures: object, removed: list[str]) -> dict[str, list[int]]:
         return {r: [] for r in removed}
 
-    monkeypatch.setattr("imageremoval.server.space_reclaim.reclaimable", each_image_frees_its_own_node)
+    monkeypatch.setattr("imageremoval.server.cleaning.space_reclaim.reclaimable", each_image_frees_its_own_node)
     inventory = SimpleNamespace(graph=Graph(), closures={})
     ordered = [SimpleNamespace(id=f"i{n}") for n in range(7)]
     assert _pick(inventory, ordered, 25) == ["i0", "i1", "i2"]  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from imageremoval.server.daemon import terminate
+from imageremoval.server.containerd.daemon import terminate
 
 _SERVING = re.compile(r"serving imageremoval\.v1\.ImageRemovalService on 127\.0\.0\.1:(\d+)")
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from imageremoval.server.cli import main
 
 sys.exit(main())

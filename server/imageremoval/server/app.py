@@ -16,30 +16,29 @@ from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from imageremoval.gen.v1 import image_removal_pb2, image_removal_pb2_grpc
-
-from .cleaning import NodeCleaning
-from .config import Limits, ServerConfig, is_unix, parse_listen, unix_path
-from .containerd import ContainerdClient
-from .errors import RemovalError
-from .guard import AnswerEveryCall, RequestGuard, transport_limit
-from .health import DrainingHealthServicer
-from .inventory import InventoryReader
-from .listeners import ListenError, UnixListener, check_port_free
-from .metrics import RemovalMetrics, RequestRejections, ServiceGauges
-from .plan_seal import PlanSeal
-from .policy import RemovalPolicy
-from .prune_execution import PruneExecutor
-from .reclaim import ReclaimEstimator
-from .reclaim_loop import ReclaimLoop
-from .reclaim_metrics import ReclaimMetrics
-from .reflection import enable_reflection
-from .removal import ImageRemover
-from .rpc_telemetry import ContainerdTracing, ServerTelemetry, dup_mode
-from .security import server_credentials
-from .servicer import ImageRemovalServicer
-from .space_reclaim import SpaceReclaimer
-from .telemetry import TRACER_NAME
-from .usage_tracker import UsageTracker
+from imageremoval.server.cleaning.inventory import InventoryReader
+from imageremoval.server.cleaning.plan_seal import PlanSeal
+from imageremoval.server.cleaning.prune_execution import PruneExecutor
+from imageremoval.server.cleaning.reclaim_loop import ReclaimLoop
+from imageremoval.server.cleaning.space_reclaim import SpaceReclaimer
+from imageremoval.server.cleaning.usage_tracker import UsageTracker
+from imageremoval.server.cleaning.use_cases import NodeCleaning
+from imageremoval.server.config import Limits, ServerConfig, is_unix, parse_listen, unix_path
+from imageremoval.server.containerd.client import ContainerdClient
+from imageremoval.server.domain.errors import RemovalError
+from imageremoval.server.domain.policy import RemovalPolicy
+from imageremoval.server.removal.reclaim import ReclaimEstimator
+from imageremoval.server.removal.service import ImageRemover
+from imageremoval.server.telemetry.metrics import RemovalMetrics, RequestRejections, ServiceGauges
+from imageremoval.server.telemetry.names import TRACER_NAME
+from imageremoval.server.telemetry.reclaim_metrics import ReclaimMetrics
+from imageremoval.server.telemetry.rpc import ContainerdTracing, ServerTelemetry, dup_mode
+from imageremoval.server.transport.credentials import server_credentials
+from imageremoval.server.transport.health import DrainingHealthServicer
+from imageremoval.server.transport.input_guard import AnswerEveryCall, RequestGuard, transport_limit
+from imageremoval.server.transport.listeners import ListenError, UnixListener, check_port_free
+from imageremoval.server.transport.reflection import enable_reflection
+from imageremoval.server.transport.servicer import ImageRemovalServicer
 
 _log = logging.getLogger(__name__)
 

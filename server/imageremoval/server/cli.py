@@ -9,12 +9,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .app import create_server
-from .config import ConfigError, ServerConfig, is_loopback, is_unix, load_config, parse_listen
-from .daemon import DaemonError, PrivateContainerd
-from .listeners import check_listeners
-from .logs import configure_logging
-from .observability import Telemetry, TelemetryConfigError, telemetry_from_env
+from imageremoval.server.app import create_server
+from imageremoval.server.config import ConfigError, ServerConfig, is_loopback, is_unix, load_config, parse_listen
+from imageremoval.server.containerd.daemon import DaemonError, PrivateContainerd
+from imageremoval.server.telemetry.logs import configure_logging
+from imageremoval.server.telemetry.providers import Telemetry, TelemetryConfigError, telemetry_from_env
+from imageremoval.server.transport.listeners import check_listeners
 
 _log = logging.getLogger("imageremoval.server")
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from imageremoval.server.domain.namespaces import is_valid_namespace
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_NAMESPACE = "default"
@@ -19,8 +20,6 @@ DEFAULT_DRAIN_SECONDS = 0.0
 DEFAULT_PROTECTED = ("registry.k8s.io/pause:*", "k8s.gcr.io/pause:*")
 
 # containerd's own identifier rule for namespaces (pkg/identifiers): alphanumerics joined by . _ -
-_NAMESPACE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
-NAMESPACE_MAX_LENGTH = 76
 ENV_PREFIX = "IMAGEREMOVAL_"
 
 
@@ -105,11 +104,6 @@ class ServerConfig:
     def listeners(self) -> tuple[str, ...]:
         """Every address to serve on: TCP `host:port` and/or `unix:///path`."""
         return (self.listen, *self.extra_listen)
-
-
-def is_valid_namespace(namespace: str) -> bool:
-    """Whether containerd would accept this namespace name."""
-    return len(namespace) <= NAMESPACE_MAX_LENGTH and _NAMESPACE.fullmatch(namespace) is not None
 
 
 def is_unix(address: str) -> bool:

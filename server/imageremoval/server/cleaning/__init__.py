@@ -1,0 +1,1 @@
+"""The node-cleaning use cases: inventory, prune plans and their execution, usage and disk reclaim."""

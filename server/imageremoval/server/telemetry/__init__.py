@@ -1,0 +1,1 @@
+"""Telemetry: names in one place, providers, metrics, structured logs, RPC spans and the scrape endpoint."""

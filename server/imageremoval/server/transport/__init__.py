@@ -1,0 +1,1 @@
+"""gRPC transport: servicers, proto converters, status mapping, interceptors, TLS and listeners."""
