@@ -282,9 +282,13 @@ def test_a_short_deadline_never_leaves_a_half_done_removal(
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel, pytest.raises(grpc.RpcError) as caught:
             _remove(channel, image_id, ns, timeout=0.4, force=True)
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        # The mutation started before the deadline passed, so it runs to its end: all names and the content go.
-        assert _wait(lambda: store.names(ns) == set(), timeout=10)
-        assert _wait(lambda: not store.has(ns, image.blob.digest), timeout=10)
+        # A mutation that started before the deadline passed runs to its end: all names and the content go.
+        # On a loaded machine the deadline can pass before the first delete; then nothing at all may change.
+        if _wait(lambda: store.names(ns) == set(), timeout=10):
+            assert _wait(lambda: not store.has(ns, image.blob.digest), timeout=10)
+        else:
+            assert store.names(ns) == set(names)
+            assert store.has(ns, image.blob.digest)
     finally:
         thread.stop()
 
