@@ -16,6 +16,7 @@ from imageremoval.server.containerd.client import ContainerdClient
 from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.domain.errors import ImageChanged, RemovalError
 from imageremoval.server.removal.service import ImageRemover, RemovalRequest
+from imageremoval.server.transport.error_status import code_of
 
 from .support.images import file_layer, manifest
 from .support.store import LABEL_PARENT, Store
@@ -222,7 +223,7 @@ async def test_a_failure_after_the_first_change_says_what_changed_and_is_not_ret
         await client.close()
     assert events.ours() == [("/imageremoval/untag", "a:1")], "the change that happened has its event"
     error = caught.value
-    assert (error.kind.value, error.reason.value) == ("ABORTED", "REMOVAL_INCOMPLETE")
+    assert (code_of(error.reason).name, error.reason.value) == ("ABORTED", "REMOVAL_INCOMPLETE")
     assert error.metadata["cause"] == "CONTAINERD_UNAVAILABLE"
     assert error.metadata["untagged"] == "a:1"
     assert store.names(ns) == {"docker.io/library/b:1"}

@@ -8,7 +8,7 @@ import pytest
 
 from demo.__main__ import hints, load
 from demo.archive import sample, write_archive
-from imageremoval.client import ConflictError, ImageRemovalClient
+from imageremoval.client import ConflictError, ErrorReason, ImageRemovalClient, ProtectedError
 from imageremoval.server.config import ServerConfig
 from imageremoval.server.containerd.daemon import PrivateContainerd
 
@@ -51,6 +51,7 @@ def test_the_demo_shows_every_kind_of_answer(
         with pytest.raises(ConflictError) as caught:
             client.remove(image, namespace=ns)
         assert caught.value.metadata["conflict"] == conflict
-    with pytest.raises(ConflictError) as protected:  # FAILED_PRECONDITION, whatever the reason
+    with pytest.raises(ProtectedError) as protected:  # its own family: not a ConflictError
         client.remove("demo-pinned", namespace=ns)
-    assert protected.value.reason == "IMAGE_PROTECTED"
+    assert protected.value.error_reason == ErrorReason.IMAGE_PROTECTED
+    assert not isinstance(protected.value, ConflictError)

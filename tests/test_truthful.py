@@ -23,6 +23,7 @@ from imageremoval.server.domain.platforms import PlatformSpec
 from imageremoval.server.domain.policy import RemovalPolicy
 from imageremoval.server.removal.content_walk import chain_id
 from imageremoval.server.removal.service import ImageRemover, RemovalRequest
+from imageremoval.server.transport.error_status import code_of
 
 from .conftest import Server, ServerThread
 from .support import races
@@ -109,7 +110,7 @@ async def test_a_lost_answer_with_containerd_still_silent_is_outcome_unknown_not
             await remover.remove(RemovalRequest("silent", ns))
     finally:
         await client.close()
-    assert (caught.value.kind.value, caught.value.reason.value) == ("ABORTED", "OUTCOME_UNKNOWN")
+    assert (code_of(caught.value.reason).name, caught.value.reason.value) == ("ABORTED", "OUTCOME_UNKNOWN")
     assert store.names(ns) == set()  # it did happen: only the answer said it did not know
 
 
@@ -314,7 +315,7 @@ async def test_partial_failure_metadata_has_counts_and_cuts_only_between_names(
     finally:
         await client.close()
     error = caught.value
-    assert (error.kind.value, error.reason.value) == ("ABORTED", "REMOVAL_INCOMPLETE")
+    assert (code_of(error.reason).name, error.reason.value) == ("ABORTED", "REMOVAL_INCOMPLETE")
     assert error.metadata["cause"] == "CONTAINERD_UNAVAILABLE"
     assert (error.metadata["untaggedCount"], error.metadata["deletedCount"]) == ("40", "0")
     assert error.metadata["truncated"] == "true"

@@ -1,8 +1,8 @@
-"""Typed client errors, decoded from the server's gRPC status and its google.rpc.ErrorInfo detail."""
+"""Typed client errors, decoded by grpcio-status from the server's status and its google.rpc.ErrorInfo detail."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -10,7 +10,8 @@ from google.protobuf.message import Error as ProtobufError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
+from imageremoval.gen.v1.error_reason_pb2 import ConflictKind as ConflictKind
+from imageremoval.gen.v1.error_reason_pb2 import ErrorReason as ErrorReason
 
 
 class ImageRemovalError(Exception):
@@ -35,6 +36,11 @@ class ImageRemovalError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def error_reason(self) -> ErrorReason:
+        """The reason as the API's enum (ErrorReason.ERROR_REASON_UNSPECIFIED when none or one it does not know)."""
+        return _reason_value(self.reason)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(message={self.message!r}, code={self.code!r}, reason={self.reason!r}, "
@@ -54,8 +60,33 @@ class NotFoundError(ImageRemovalError):
     """NOT_FOUND: no such image, or no such platform in it."""
 
 
-class ConflictError(ImageRemovalError):
-    """FAILED_PRECONDITION: a container still uses the image (IMAGE_CONFLICT)."""
+class FailedPreconditionError(ImageRemovalError):
+    """FAILED_PRECONDITION: the image cannot be removed as it is; the subclasses say why (a reason this client
+    does not know raises this class itself)."""
+
+
+class ConflictError(FailedPreconditionError):
+    """IMAGE_CONFLICT: a container still uses the image, or several repositories name it (metadata `conflict`)."""
+
+    @property
+    def conflict_kind(self) -> ConflictKind:
+        """The `conflict` metadata as the API's enum (CONFLICT_KIND_UNSPECIFIED when absent or unknown)."""
+        try:
+            return ConflictKind.Value(self.metadata.get("conflict", ""))  # type: ignore[return-value]
+        except ValueError:
+            return ConflictKind.CONFLICT_KIND_UNSPECIFIED
+
+
+class ProtectedError(FailedPreconditionError):
+    """IMAGE_PROTECTED: the image is pinned or matches the server's protected patterns; force does not help."""
+
+
+class PlatformSharedError(FailedPreconditionError):
+    """PLATFORM_SHARED: a requested platform's manifest also serves a platform that was not requested."""
+
+
+class ReclaimUnavailableError(FailedPreconditionError):
+    """RECLAIM_UNAVAILABLE: a usage-percent target, but the server cannot measure containerd's filesystem."""
 
 
 class AbortedError(ImageRemovalError):
@@ -76,15 +107,35 @@ class DeadlineExceededError(ImageRemovalError):
     """DEADLINE_EXCEEDED: the call did not finish within its timeout; the removal may have happened."""
 
 
+class ResourceExhaustedError(ImageRemovalError):
+    """RESOURCE_EXHAUSTED: too many removals in flight (TOO_MANY_REMOVALS), or a request far too large; retry
+    later with backoff."""
+
+
 _BY_CODE: dict[str, type[ImageRemovalError]] = {
     "INVALID_ARGUMENT": InvalidArgumentError,
     "NOT_FOUND": NotFoundError,
-    "FAILED_PRECONDITION": ConflictError,
+    "FAILED_PRECONDITION": FailedPreconditionError,
     "ABORTED": AbortedError,
     "UNAVAILABLE": UnavailableError,
     "PERMISSION_DENIED": PermissionDeniedError,
     "DEADLINE_EXCEEDED": DeadlineExceededError,
+    "RESOURCE_EXHAUSTED": ResourceExhaustedError,
 }
+# Reasons with a class of their own, each a subclass of its code's class (so no class catches another family).
+_BY_REASON: dict[int, type[ImageRemovalError]] = {
+    ErrorReason.IMAGE_CONFLICT: ConflictError,
+    ErrorReason.IMAGE_PROTECTED: ProtectedError,
+    ErrorReason.PLATFORM_SHARED: PlatformSharedError,
+    ErrorReason.RECLAIM_UNAVAILABLE: ReclaimUnavailableError,
+}
+
+
+def _reason_value(reason: str) -> ErrorReason:
+    try:
+        return ErrorReason.Value(reason)  # type: ignore[return-value]
+    except ValueError:
+        return ErrorReason.ERROR_REASON_UNSPECIFIED
 
 
 def _rebuild(
@@ -96,31 +147,12 @@ def _rebuild(
 def make_error(
     message: str, *, code: str, reason: str = "", domain: str = "", metadata: Mapping[str, str] | None = None
 ) -> ImageRemovalError:
-    """The error subclass for `code` (the base class for codes without one)."""
+    """The error class for the reason's family when it has one of that code, else for `code` (else the base)."""
     cls = _BY_CODE.get(code, ImageRemovalError)
+    by_reason = _BY_REASON.get(_reason_value(reason))
+    if by_reason is not None and issubclass(by_reason, cls):
+        cls = by_reason
     return cls(message, code=code, reason=reason, domain=domain, metadata=metadata)
-
-
-def status_from_metadata(metadata: Iterable[Any] | None) -> status_pb2.Status | None:
-    """Parse the `grpc-status-details-bin` trailer; None when absent or not a google.rpc.Status."""
-    if metadata is None:
-        return None
-    try:
-        for entry in metadata:
-            try:
-                key, value = entry
-            except (TypeError, ValueError):
-                continue
-            if key != STATUS_DETAILS_KEY:
-                continue
-            if isinstance(value, str):  # should be bytes (a "-bin" key); tolerate a decoded value
-                value = value.encode("latin-1", errors="replace")
-            if not isinstance(value, bytes | bytearray | memoryview):
-                return None
-            return status_pb2.Status.FromString(bytes(value))
-    except (ProtobufError, TypeError, ValueError):
-        return None
-    return None
 
 
 def _error_info(status: status_pb2.Status | None) -> error_details_pb2.ErrorInfo | None:
@@ -140,19 +172,15 @@ def _error_info(status: status_pb2.Status | None) -> error_details_pb2.ErrorInfo
 
 
 def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
-    """The google.rpc.Status of a failed call: grpcio-status for sync calls, the trailer otherwise."""
-    if isinstance(error, grpc.Call):
-        try:
-            status: status_pb2.Status | None = rpc_status.from_call(error)
-        except (ProtobufError, TypeError, ValueError):
-            status = None  # e.g. code or message in the proto disagree with the call's; read the trailer
-        if status is not None:
-            return status
+    """The google.rpc.Status of a failed call (sync or aio), read by grpcio-status; None when there is none or
+    it disagrees with the call's own code and message (then only the code is trusted)."""
+    if not callable(getattr(error, "trailing_metadata", None)):
+        return None  # an RpcError raised by other code may not carry call state
     try:
-        trailers = error.trailing_metadata()
-    except Exception:  # an RpcError raised by other code may not carry call state
+        status: status_pb2.Status | None = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except Exception:  # a trailer that is not a Status, or code/message that disagree with it
         return None
-    return status_from_metadata(trailers)
+    return status
 
 
 def from_rpc_error(error: grpc.RpcError) -> ImageRemovalError:

@@ -8,64 +8,59 @@ from collections.abc import Mapping
 DOMAIN = "imageremoval.v1"
 
 
-class ErrorKind(enum.Enum):
-    """What kind of failure this is; the transport maps each kind to one gRPC status code."""
-
-    INVALID_ARGUMENT = "INVALID_ARGUMENT"
-    NOT_FOUND = "NOT_FOUND"
-    FAILED_PRECONDITION = "FAILED_PRECONDITION"
-    ABORTED = "ABORTED"
-    UNAVAILABLE = "UNAVAILABLE"
-    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
-    PERMISSION_DENIED = "PERMISSION_DENIED"
-    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
-    INTERNAL = "INTERNAL"
-
-
 class Reason(enum.StrEnum):
-    """The stable UPPER_SNAKE reasons clients match on (google.rpc.ErrorInfo.reason)."""
+    """The API's ErrorReason names (error_reason.proto), which clients match in google.rpc.ErrorInfo.reason.
 
-    INVALID_REFERENCE = "INVALID_REFERENCE"
-    AMBIGUOUS_REFERENCE = "AMBIGUOUS_REFERENCE"
-    INVALID_NAMESPACE = "INVALID_NAMESPACE"
-    INVALID_PLATFORM = "INVALID_PLATFORM"
-    FORCE_REQUIRED = "FORCE_REQUIRED"
-    IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
-    PLATFORM_NOT_FOUND = "PLATFORM_NOT_FOUND"
-    IMAGE_CONFLICT = "IMAGE_CONFLICT"
-    IMAGE_CHANGED = "IMAGE_CHANGED"
-    CONTAINERD_UNAVAILABLE = "CONTAINERD_UNAVAILABLE"
-    CONTAINERD_ERROR = "CONTAINERD_ERROR"
-    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
-    NAMESPACE_NOT_ALLOWED = "NAMESPACE_NOT_ALLOWED"
-    IMAGE_PROTECTED = "IMAGE_PROTECTED"
-    TOO_MANY_REMOVALS = "TOO_MANY_REMOVALS"
-    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
-    MALFORMED_REQUEST = "MALFORMED_REQUEST"
-    PLATFORM_SHARED = "PLATFORM_SHARED"
-    REMOVAL_INCOMPLETE = "REMOVAL_INCOMPLETE"
-    INVALID_SELECTOR = "INVALID_SELECTOR"
-    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
-    INVALID_PLAN = "INVALID_PLAN"
-    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
-    INVALID_REQUEST_ID = "INVALID_REQUEST_ID"
-    INVALID_RECLAIM_TARGET = "INVALID_RECLAIM_TARGET"
-    RECLAIM_UNAVAILABLE = "RECLAIM_UNAVAILABLE"
-    INTERNAL = "INTERNAL"
+    The domain imports no generated code, so it names them here; tests/test_error_table.py checks that these,
+    the enum, the server's code table, the README table and the proto comments list the same reasons.
+    """
+
+    @staticmethod
+    def _generate_next_value_(name: str, start: int, count: int, last_values: list[str]) -> str:
+        return name  # the value is the name, as ErrorInfo.reason is the enum value's name
+
+    INVALID_REFERENCE = enum.auto()
+    AMBIGUOUS_REFERENCE = enum.auto()
+    INVALID_NAMESPACE = enum.auto()
+    INVALID_PLATFORM = enum.auto()
+    FORCE_REQUIRED = enum.auto()
+    IMAGE_NOT_FOUND = enum.auto()
+    PLATFORM_NOT_FOUND = enum.auto()
+    IMAGE_CONFLICT = enum.auto()
+    IMAGE_CHANGED = enum.auto()
+    CONTAINERD_UNAVAILABLE = enum.auto()
+    CONTAINERD_ERROR = enum.auto()
+    DEADLINE_EXCEEDED = enum.auto()
+    NAMESPACE_NOT_ALLOWED = enum.auto()
+    IMAGE_PROTECTED = enum.auto()
+    TOO_MANY_REMOVALS = enum.auto()
+    REQUEST_TOO_LARGE = enum.auto()
+    MALFORMED_REQUEST = enum.auto()
+    PLATFORM_SHARED = enum.auto()
+    REMOVAL_INCOMPLETE = enum.auto()
+    INVALID_SELECTOR = enum.auto()
+    INVALID_PAGE_TOKEN = enum.auto()
+    INVALID_PLAN = enum.auto()
+    OUTCOME_UNKNOWN = enum.auto()
+    INVALID_REQUEST_ID = enum.auto()
+    INVALID_RECLAIM_TARGET = enum.auto()
+    RECLAIM_UNAVAILABLE = enum.auto()
+    INTERNAL = enum.auto()
 
 
 class Conflict(enum.StrEnum):
-    """Why an image cannot be deleted (ErrorInfo metadata `conflict`)."""
+    """Why an image cannot be deleted (ErrorInfo metadata `conflict`): the API's ConflictKind names."""
 
-    RUNNING_CONTAINER = "RUNNING_CONTAINER"
-    STOPPED_CONTAINER = "STOPPED_CONTAINER"
-    MULTIPLE_REFERENCES = "MULTIPLE_REFERENCES"
+    _generate_next_value_ = Reason._generate_next_value_
+
+    RUNNING_CONTAINER = enum.auto()
+    STOPPED_CONTAINER = enum.auto()
+    MULTIPLE_REFERENCES = enum.auto()
 
 
 class RemovalError(Exception):
-    """A failure with a kind, a stable reason, a human message and machine-readable metadata."""
+    """A failure with a stable reason (which decides its gRPC code), a human message and machine metadata."""
 
-    kind: ErrorKind = ErrorKind.INTERNAL
     reason: Reason = Reason.INTERNAL
     # Set on a lost answer (UNAVAILABLE, DEADLINE_EXCEEDED) once containerd was read back and showed that the
     # change was not made: only then may it reach a caller as such.
@@ -80,8 +75,6 @@ class RemovalError(Exception):
 class InvalidArgument(RemovalError):
     """The request is malformed; retrying it unchanged cannot succeed."""
 
-    kind = ErrorKind.INVALID_ARGUMENT
-
     def __init__(self, reason: Reason, message: str, metadata: Mapping[str, str] | None = None) -> None:
         super().__init__(message, metadata)
         self.reason = reason
@@ -90,7 +83,6 @@ class InvalidArgument(RemovalError):
 class ImageNotFound(RemovalError):
     """No image matches the reference (Docker: `No such image: <ref>`)."""
 
-    kind = ErrorKind.NOT_FOUND
     reason = Reason.IMAGE_NOT_FOUND
 
     def __init__(self, reference: str) -> None:
@@ -100,7 +92,6 @@ class ImageNotFound(RemovalError):
 class PlatformNotFound(RemovalError):
     """A requested platform is not present in the image."""
 
-    kind = ErrorKind.NOT_FOUND
     reason = Reason.PLATFORM_NOT_FOUND
 
     def __init__(self, reference: str, platform: str, image_id: str) -> None:
@@ -115,14 +106,12 @@ class PlatformNotFound(RemovalError):
 class PlatformShared(RemovalError):
     """A requested platform's manifest also serves a platform that was not requested."""
 
-    kind = ErrorKind.FAILED_PRECONDITION
     reason = Reason.PLATFORM_SHARED
 
 
 class RemovalIncomplete(RemovalError):
     """A failure after the first change: the metadata says what was changed; retry with allow_missing."""
 
-    kind = ErrorKind.ABORTED
     reason = Reason.REMOVAL_INCOMPLETE
 
 
@@ -130,14 +119,12 @@ class OutcomeUnknown(RemovalError):
     """containerd stopped answering after a change was sent and did not answer again in time, so nobody
     knows whether it was made: never UNAVAILABLE, which a client would retry into NOT_FOUND."""
 
-    kind = ErrorKind.ABORTED
     reason = Reason.OUTCOME_UNKNOWN
 
 
 class ImageConflict(RemovalError):
     """Something still uses the image; Docker's wording, with the conflict in metadata."""
 
-    kind = ErrorKind.FAILED_PRECONDITION
     reason = Reason.IMAGE_CONFLICT
 
     def __init__(
@@ -169,56 +156,48 @@ class ImageConflict(RemovalError):
 class ImageChanged(RemovalError):
     """The image's records moved while we were removing it; nothing more was changed."""
 
-    kind = ErrorKind.ABORTED
     reason = Reason.IMAGE_CHANGED
 
 
 class ContainerdUnavailable(RemovalError):
     """containerd did not answer; safe to retry."""
 
-    kind = ErrorKind.UNAVAILABLE
     reason = Reason.CONTAINERD_UNAVAILABLE
 
 
 class ContainerdFailed(RemovalError):
     """containerd answered with an error we did not expect."""
 
-    kind = ErrorKind.INTERNAL
     reason = Reason.CONTAINERD_ERROR
 
 
 class DeadlineExceeded(RemovalError):
     """The caller's deadline ran out before containerd answered."""
 
-    kind = ErrorKind.DEADLINE_EXCEEDED
     reason = Reason.DEADLINE_EXCEEDED
 
 
 class NamespaceNotAllowed(RemovalError):
     """The caller may not touch this namespace (server allow-list or its certificate identity)."""
 
-    kind = ErrorKind.PERMISSION_DENIED
     reason = Reason.NAMESPACE_NOT_ALLOWED
 
 
 class ImageProtected(RemovalError):
     """The image is pinned (CRI) or matches a protected pattern."""
 
-    kind = ErrorKind.FAILED_PRECONDITION
     reason = Reason.IMAGE_PROTECTED
 
 
 class ReclaimUnavailable(RemovalError):
     """A usage-percent target, but the server cannot measure containerd's root filesystem."""
 
-    kind = ErrorKind.FAILED_PRECONDITION
     reason = Reason.RECLAIM_UNAVAILABLE
 
 
 class TooManyRemovals(RemovalError):
     """The concurrency limit is reached; retry later."""
 
-    kind = ErrorKind.RESOURCE_EXHAUSTED
     reason = Reason.TOO_MANY_REMOVALS
 
 

@@ -69,7 +69,7 @@ from imageremoval.server.removal.resolve import resolve
 from imageremoval.server.removal.turns import ImageTurns
 from imageremoval.server.telemetry import names as t
 from imageremoval.server.telemetry.logs import removal_fields
-from imageremoval.server.telemetry.metrics import RemovalMetrics
+from imageremoval.server.telemetry.metrics import RemovalMetrics, outcome_of
 
 _log = logging.getLogger(__name__)
 _MAX_METADATA_LIST = 1024  # characters of each of the untagged/deleted lists in a partial failure's metadata
@@ -302,7 +302,7 @@ class ImageRemover:
     def _record_refusal(
         self, request: RemovalRequest, progress: _Progress, error: RemovalError, seconds: float, span: trace.Span
     ) -> None:
-        outcome = error.kind.value.lower()
+        outcome = outcome_of(error)
         if span.is_recording():
             metadata = {f"imageremoval.error.{k}": v for k, v in error.metadata.items()}
             span.add_event(t.EVENT_REFUSED, {t.ATTR_REASON: error.reason.value, **metadata})

@@ -13,8 +13,14 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from imageremoval.server.domain.errors import ImageConflict, RemovalError
 from imageremoval.server.telemetry import names as t
 from imageremoval.server.telemetry.providers import service_version
+from imageremoval.server.transport.error_status import code_of
 
 _guard_log = logging.getLogger("imageremoval.server.transport.input_guard")  # the guard refused: log it under its name
+
+
+def outcome_of(error: RemovalError) -> str:
+    """The outcome label of a refusal: its gRPC code's name in lower case (e.g. `failed_precondition`)."""
+    return code_of(error.reason).name.lower()
 
 
 def meter(provider: MeterProvider) -> Meter:
@@ -66,7 +72,7 @@ class RemovalMetrics:
             outcome = t.OUTCOME_MISSING if missing else t.OUTCOME_SUCCESS
             reason = ""
         else:
-            outcome, reason = error.kind.value.lower(), error.reason.value
+            outcome, reason = outcome_of(error), error.reason.value
         attributes = {t.ATTR_METRIC_ACTION: action, t.ATTR_METRIC_OUTCOME: outcome}
         self._duration.record(seconds, attributes)
         self._removals.add(1, {**attributes, t.ATTR_METRIC_REASON: reason})
@@ -118,7 +124,7 @@ class RequestRejections:
         _guard_log.info(
             "request refused: %s",
             error.message,
-            extra={"outcome": error.kind.value.lower(), "reason": error.reason.value, t.LOG_RPC_METHOD: method},
+            extra={"outcome": outcome_of(error), "reason": error.reason.value, t.LOG_RPC_METHOD: method},
         )
 
 

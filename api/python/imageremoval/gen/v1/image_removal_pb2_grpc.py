@@ -31,7 +31,8 @@ class ImageRemovalServiceStub:
     name or its ID is given, and refuse, before changing anything, when a container still uses it.
 
     Every failure is a gRPC status whose details carry a google.rpc.ErrorInfo with the domain
-    "imageremoval.v1" and an UPPER_SNAKE reason (see the README for the table of reasons).
+    "imageremoval.v1" and a reason that is the name of an ErrorReason value (error_reason.proto: every reason,
+    when it happens, its one gRPC code and its metadata).
     """
 
     def __init__(self, channel):
@@ -73,7 +74,8 @@ class ImageRemovalServiceServicer:
     name or its ID is given, and refuse, before changing anything, when a container still uses it.
 
     Every failure is a gRPC status whose details carry a google.rpc.ErrorInfo with the domain
-    "imageremoval.v1" and an UPPER_SNAKE reason (see the README for the table of reasons).
+    "imageremoval.v1" and a reason that is the name of an ErrorReason value (error_reason.proto: every reason,
+    when it happens, its one gRPC code and its metadata).
     """
 
     def RemoveImage(self, request, context):
@@ -192,7 +194,8 @@ class ImageRemovalService:
     name or its ID is given, and refuse, before changing anything, when a container still uses it.
 
     Every failure is a gRPC status whose details carry a google.rpc.ErrorInfo with the domain
-    "imageremoval.v1" and an UPPER_SNAKE reason (see the README for the table of reasons).
+    "imageremoval.v1" and a reason that is the name of an ErrorReason value (error_reason.proto: every reason,
+    when it happens, its one gRPC code and its metadata).
     """
 
     @staticmethod
