@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from imageremoval.server.domain.errors import ImageNotFound, InvalidArgument, RemovalIncomplete
+from imageremoval.server.domain.errors import ImageNotFound, InvalidArgument, Reason, RemovalIncomplete
 from imageremoval.server.domain.model import Item, ItemKind
 from imageremoval.server.removal.answers import WINDOW_SECONDS, RecentAnswers, check_request_id
 
@@ -59,7 +59,7 @@ async def test_a_reused_id_with_another_request_is_refused() -> None:
     await _settle(answers, ("ns", (), "c"), ITEMS, True)
     with pytest.raises(InvalidArgument) as caught:
         answers.join(("ns", (), "c"), ("another",))
-    assert caught.value.reason.value == "INVALID_REQUEST_ID"
+    assert caught.value.reason.value == Reason.INVALID_REQUEST_ID
 
 
 def test_request_ids_are_short_printable_ascii() -> None:

@@ -14,6 +14,7 @@ from imageremoval.gen.containerd.services.images.v1 import images_pb2
 from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.server.config import ServerConfig
 from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import Reason
 
 from .conftest import ServerThread
 from .support.ctr import Ctr
@@ -230,7 +231,7 @@ def test_reference_globs_match_the_familiar_name_with_and_without_tag(
     assert chosen("app:2*", "example.com/team/*:dev") == {tool}  # any may match
     with pytest.raises(InvalidArgumentError) as caught:
         chosen("app[")
-    assert caught.value.reason == "INVALID_SELECTOR"
+    assert caught.value.reason == Reason.INVALID_SELECTOR
 
 
 def test_keep_latest_per_repository_counts_every_image_of_the_repository(
@@ -343,7 +344,7 @@ def test_a_plan_not_signed_by_the_server_is_invalid_argument(client: ImageRemova
     for bad in (forged, pb.PrunePlan(namespace=ns, images=plan.images)):
         with pytest.raises(InvalidArgumentError) as caught:
             execute(client, bad)
-        assert caught.value.reason == "INVALID_PLAN"
+        assert caught.value.reason == Reason.INVALID_PLAN
     assert store.names(ns) == {dangling(loose)}
     roundtrip = pb.PrunePlan.FromString(plan.SerializeToString())
     assert json_format.Parse(json_format.MessageToJson(plan), pb.PrunePlan()) == roundtrip
@@ -434,7 +435,7 @@ def test_page_tokens_and_sizes_are_checked(client: ImageRemovalClient, ns: str) 
     ):
         with pytest.raises(InvalidArgumentError) as caught:
             client.list_page(request)
-        assert caught.value.reason == "INVALID_PAGE_TOKEN"
+        assert caught.value.reason == Reason.INVALID_PAGE_TOKEN
 
 
 # RemoveImage.validate_only and reclaimable_bytes

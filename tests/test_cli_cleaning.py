@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from imageremoval.server.domain.errors import Reason
+
 from .conftest import Server
 from .support.images import Manifest, file_layer, index, manifest
 from .support.store import Store
@@ -170,7 +172,7 @@ def test_rm_dry_run_and_json_change_nothing_and_say_what_would_go(server: Server
         "items": [{"untagged": "dry:1"}, {"deleted": image_id}],
         "reclaimableBytes": size,
     }
-    assert listed[1]["image"] == "nope" and listed[1]["error"]["reason"] == "IMAGE_NOT_FOUND"
+    assert listed[1]["image"] == "nope" and listed[1]["error"]["reason"] == Reason.IMAGE_NOT_FOUND
     removed = json.loads(_cli(server, "rm", "--format", "json", "-n", ns, "dry:1").stdout)
     assert removed == [
         {"image": "dry:1", "items": [{"untagged": "dry:1"}, {"deleted": image_id}], "reclaimableBytes": size}

@@ -14,7 +14,7 @@ from imageremoval.client import ImageRemovalClient, ImageRemovalError
 from imageremoval.gen.containerd.services.images.v1 import images_pb2
 from imageremoval.server.containerd.client import ContainerdClient
 from imageremoval.server.containerd.daemon import PrivateContainerd
-from imageremoval.server.domain.errors import ImageChanged, RemovalError
+from imageremoval.server.domain.errors import ImageChanged, Reason, RemovalError
 from imageremoval.server.removal.service import ImageRemover, RemovalRequest
 from imageremoval.server.transport.error_status import code_of
 
@@ -177,11 +177,11 @@ def test_a_concurrent_retag_never_loses_an_image(
         remover.start()
         copied = store.tag(ns, "docker.io/library/race:latest", f"docker.io/library/copy{round_}:latest")
         remover.join(30)
-        assert results and results[0] in {"removed", "IMAGE_CHANGED"}
+        assert results and results[0] in {"removed", Reason.IMAGE_CHANGED}
         if copied:
             assert store.all_present(ns, image), "a retagged image keeps all its content"
         if "docker.io/library/race:latest" in store.names(ns):
-            assert results[0] == "IMAGE_CHANGED" and store.all_present(ns, image)
+            assert results[0] == Reason.IMAGE_CHANGED and store.all_present(ns, image)
             store.delete_record(ns, "docker.io/library/race:latest")
 
 
@@ -223,8 +223,8 @@ async def test_a_failure_after_the_first_change_says_what_changed_and_is_not_ret
         await client.close()
     assert events.ours() == [("/imageremoval/untag", "a:1")], "the change that happened has its event"
     error = caught.value
-    assert (code_of(error.reason).name, error.reason.value) == ("ABORTED", "REMOVAL_INCOMPLETE")
-    assert error.metadata["cause"] == "CONTAINERD_UNAVAILABLE"
+    assert (code_of(error.reason).name, error.reason.value) == ("ABORTED", Reason.REMOVAL_INCOMPLETE)
+    assert error.metadata["cause"] == Reason.CONTAINERD_UNAVAILABLE
     assert error.metadata["untagged"] == "a:1"
     assert store.names(ns) == {"docker.io/library/b:1"}
 

@@ -9,13 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from imageremoval.server.config import load_config
+from imageremoval.server.config import DRAIN_DELAY, GRACE_PERIOD, load_config
 
 MANIFESTS = Path(__file__).parent.parent / "deploy" / "kubernetes"
 HOST_CONTAINERD_SOCKET = PurePosixPath("/run/containerd/containerd.sock")
-# The server's defaults, used when the manifest does not set the flag.
-DEFAULT_DRAIN_DELAY = 5.0
-DEFAULT_GRACE_PERIOD = 10.0
 
 Doc = dict[str, Any]
 
@@ -132,15 +129,15 @@ def test_probes_use_grpc_health_on_the_grpc_port(container: Doc, probe: str) -> 
 
 def test_liveness_outlasts_the_drain(container: Doc) -> None:
     flags = _flags(container)
-    drain = float(flags.get("--drain-delay", DEFAULT_DRAIN_DELAY))
+    drain = float(flags.get("--drain-delay", DRAIN_DELAY.default))
     liveness = container["livenessProbe"]
     assert liveness["periodSeconds"] * liveness["failureThreshold"] > drain
 
 
 def test_termination_grace_exceeds_drain_delay_plus_grace_period(pod: Doc, container: Doc) -> None:
     flags = _flags(container)
-    drain = float(flags.get("--drain-delay", DEFAULT_DRAIN_DELAY))
-    grace = float(flags.get("--grace-period", DEFAULT_GRACE_PERIOD))
+    drain = float(flags.get("--drain-delay", DRAIN_DELAY.default))
+    grace = float(flags.get("--grace-period", GRACE_PERIOD.default))
     assert pod["terminationGracePeriodSeconds"] > drain + grace
 
 

@@ -16,6 +16,7 @@ from google.protobuf import any_pb2
 
 from imageremoval.client import ConflictError, ImageRemovalClient, ImageRemovalError, Platform
 from imageremoval.gen.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from imageremoval.server.domain.errors import Reason
 
 from .helpers import deleted, pairs, untagged
 from .support.ctr import Ctr
@@ -67,7 +68,7 @@ def test_running_docker_container_keeps_its_image_after_its_name_is_removed(
     assert pairs(client.remove("bb:v2", namespace=ns, force=True)) == [untagged("bb:v2")]
     with pytest.raises(ConflictError) as caught:
         client.remove(image_id, namespace=ns, force=True)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "RUNNING_CONTAINER", "false")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "RUNNING_CONTAINER", "false")
     assert caught.value.message == (
         f"conflict: unable to delete {short(image_id)} (cannot be forced) - "
         f"image is being used by running container {short(cid)}"
@@ -90,11 +91,11 @@ def test_running_docker_container_keeps_its_image_after_its_name_is_repointed(
     store.tag(ns, lib("other:latest"), lib("bb:latest"))
     with pytest.raises(ConflictError) as caught:
         client.remove(image_id, namespace=ns, force=True)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "RUNNING_CONTAINER", "false")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "RUNNING_CONTAINER", "false")
     # The name no longer says anything about the container: other is only referenced twice.
     with pytest.raises(ConflictError) as caught:
         client.remove(other_id, namespace=ns)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "MULTIPLE_REFERENCES", "true")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "MULTIPLE_REFERENCES", "true")
     assert caught.value.message == (
         f"conflict: unable to delete {short(other_id)} (must be forced) - image is referenced in multiple repositories"
     )
@@ -118,7 +119,7 @@ def test_created_docker_container_by_name_must_be_forced(
     cid = docker.create(container_id("created"), image)
     with pytest.raises(ConflictError) as caught:
         client.remove("bb", namespace=ns)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "STOPPED_CONTAINER", "true")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "STOPPED_CONTAINER", "true")
     assert caught.value.message == (
         f"conflict: unable to delete bb:latest (must be forced) - container {short(cid)} is using its referenced "
         f"image {short(image_id)}"
@@ -135,7 +136,7 @@ def test_stopped_docker_container_by_id_must_be_forced(
     docker.stop(cid)
     with pytest.raises(ConflictError) as caught:
         client.remove(image_id, namespace=ns)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "STOPPED_CONTAINER", "true")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "STOPPED_CONTAINER", "true")
     assert caught.value.message == (
         f"conflict: unable to delete {short(image_id)} (must be forced) - "
         f"image is being used by stopped container {short(cid)}"
@@ -195,7 +196,7 @@ def test_image_mounted_into_a_docker_container_is_in_use(
     docker.mount_image(cid, data, "data:latest")
     with pytest.raises(ConflictError) as caught:
         client.remove(data_id, namespace=ns)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "STOPPED_CONTAINER", "true")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "STOPPED_CONTAINER", "true")
     assert caught.value.metadata["container"] == cid
 
 
@@ -265,7 +266,7 @@ def test_a_repository_named_like_another_images_short_id_is_ambiguous(
     store.tag(ns, lib("other:latest"), lib(f"{short(bb_id)}:latest"))
     with pytest.raises(ImageRemovalError) as caught:
         client.remove(short(bb_id), namespace=ns)
-    assert (caught.value.code, caught.value.reason) == ("INVALID_ARGUMENT", "AMBIGUOUS_REFERENCE")
+    assert (caught.value.code, caught.value.reason) == ("INVALID_ARGUMENT", Reason.AMBIGUOUS_REFERENCE)
     assert caught.value.message.startswith("ambiguous reference")
     assert store.names(ns) == {lib("bb:latest"), lib("other:latest"), lib(f"{short(bb_id)}:latest")}
 
@@ -307,7 +308,7 @@ def test_an_absent_platform_is_worded_as_docker_words_it(client: ImageRemovalCli
     image_id = store.put(ns, [lib("multi:latest")], index((amd, arm)))
     with pytest.raises(ImageRemovalError) as caught:
         client.remove("multi", namespace=ns, force=True, platforms=[Platform("linux", "s390x")])
-    assert (caught.value.code, caught.value.reason) == ("NOT_FOUND", "PLATFORM_NOT_FOUND")
+    assert (caught.value.code, caught.value.reason) == ("NOT_FOUND", Reason.PLATFORM_NOT_FOUND)
     assert caught.value.message == (
         f"failed to delete platform linux/s390x for image {image_id}: image with reference multi:latest was found "
         "but does not provide the specified platform (linux/s390x)"

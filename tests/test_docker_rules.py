@@ -10,6 +10,7 @@ from google.protobuf import any_pb2
 
 from imageremoval.client import ConflictError, ImageRemovalClient, ImageRemovalError, Platform
 from imageremoval.gen.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from imageremoval.server.domain.errors import Reason
 
 from .helpers import deleted, pairs, untagged
 from .support.ctr import Ctr
@@ -30,7 +31,7 @@ def conflict_of(error: ImageRemovalError) -> tuple[str, str, str]:
     return error.reason, error.metadata.get("conflict", ""), error.metadata.get("forceable", "")
 
 
-# A2: untag or delete (Docker's table tests)
+# Untag or delete (Docker's table tests)
 
 
 def test_just_one_ref_deletes_the_image(client: ImageRemovalClient, store: Store, ns: str) -> None:
@@ -92,7 +93,7 @@ def test_digest_only_record_stays_while_other_tags_remain(client: ImageRemovalCl
 def test_not_found_names_the_reference_with_its_tag(client: ImageRemovalClient, ns: str) -> None:
     with pytest.raises(ImageRemovalError) as caught:
         client.remove("example.com/missing:9", namespace=ns)
-    assert (caught.value.code, caught.value.reason) == ("NOT_FOUND", "IMAGE_NOT_FOUND")
+    assert (caught.value.code, caught.value.reason) == ("NOT_FOUND", Reason.IMAGE_NOT_FOUND)
     assert caught.value.message == "No such image: example.com/missing:9"
 
 
@@ -100,7 +101,7 @@ def test_by_id_naming_several_repositories_needs_force(client: ImageRemovalClien
     image_id = store.put(ns, [lib("a:latest"), lib("b:latest")], small("multi"))
     with pytest.raises(ConflictError) as caught:
         client.remove(image_id[7:19], namespace=ns)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "MULTIPLE_REFERENCES", "true")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "MULTIPLE_REFERENCES", "true")
     assert caught.value.message == (
         f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is referenced in multiple repositories"
     )
@@ -112,7 +113,7 @@ def test_by_id_naming_several_repositories_needs_force(client: ImageRemovalClien
     ]
 
 
-# A3: conflicts with real containers, checked before anything changes (B1)
+# Conflicts with real containers, checked before anything changes
 
 
 def test_running_container_by_id_cannot_be_forced(
@@ -123,7 +124,7 @@ def test_running_container_by_id_cannot_be_forced(
     ctr.run_detached(ns, lib("bb:latest"), "runner")
     with pytest.raises(ConflictError) as caught:
         client.remove(image_id, namespace=ns, force=True)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "RUNNING_CONTAINER", "false")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "RUNNING_CONTAINER", "false")
     assert caught.value.metadata["container"] == "runner"
     assert caught.value.message == (
         f"conflict: unable to delete {image_id[7:19]} (cannot be forced) - "
@@ -141,7 +142,7 @@ def test_paused_container_is_a_hard_conflict(
     ctr(ns, "tasks", "pause", "paused")
     with pytest.raises(ConflictError) as caught:
         client.remove(image_id, namespace=ns, force=True)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "RUNNING_CONTAINER", "false")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "RUNNING_CONTAINER", "false")
 
 
 def test_running_container_by_name_needs_force(
@@ -151,7 +152,7 @@ def test_running_container_by_name_needs_force(
     ctr.run_detached(ns, lib("bb:latest"), "runner")
     with pytest.raises(ConflictError) as caught:
         client.remove("bb", namespace=ns)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "RUNNING_CONTAINER", "true")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "RUNNING_CONTAINER", "true")
     assert caught.value.message == (
         f"conflict: unable to delete bb:latest (must be forced) - container runner is using its referenced "
         f"image {image_id[7:19]}"
@@ -193,7 +194,7 @@ def test_stopped_container_by_id_needs_force(
     ctr.create(ns, lib("bb:latest"), "stopped")
     with pytest.raises(ConflictError) as caught:
         client.remove(image_id, namespace=ns)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "STOPPED_CONTAINER", "true")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "STOPPED_CONTAINER", "true")
     assert caught.value.message == (
         f"conflict: unable to delete {image_id[7:19]} (must be forced) - "
         "image is being used by stopped container stopped"
@@ -237,7 +238,7 @@ def test_a_container_whose_image_name_is_gone_is_matched_by_its_snapshot(
     assert store.names(ns) == {lib("bb:latest")}
 
 
-# A4: prune
+# Prune
 
 
 def _chain(store: Store, ns: str) -> tuple[str, str, str]:
@@ -307,7 +308,7 @@ def test_last_name_of_an_image_with_children_becomes_dangling(
     assert store.all_present(ns, base)
 
 
-# A5 and B3: platforms
+# Platforms
 
 
 def _multi(store: Store, ns: str, name: str = "multi:latest") -> tuple[Manifest, Manifest, str]:
@@ -323,7 +324,7 @@ def test_platform_removal_requires_force(client: ImageRemovalClient, store: Stor
     _multi(store, ns)
     with pytest.raises(ImageRemovalError) as caught:
         client.remove("multi", namespace=ns, platforms=[Platform("linux", "arm64", "v8")])
-    assert (caught.value.code, caught.value.reason) == ("INVALID_ARGUMENT", "FORCE_REQUIRED")
+    assert (caught.value.code, caught.value.reason) == ("INVALID_ARGUMENT", Reason.FORCE_REQUIRED)
 
 
 def test_platform_that_is_not_present_is_not_found(client: ImageRemovalClient, store: Store, ns: str) -> None:
@@ -331,7 +332,7 @@ def test_platform_that_is_not_present_is_not_found(client: ImageRemovalClient, s
     for absent in (Platform("linux", "s390x"), Platform("windows", "amd64")):
         with pytest.raises(ImageRemovalError) as caught:
             client.remove("multi", namespace=ns, force=True, platforms=[absent])
-        assert (caught.value.code, caught.value.reason) == ("NOT_FOUND", "PLATFORM_NOT_FOUND")
+        assert (caught.value.code, caught.value.reason) == ("NOT_FOUND", Reason.PLATFORM_NOT_FOUND)
 
 
 def test_platform_removal_deletes_only_that_platform(client: ImageRemovalClient, store: Store, ns: str) -> None:
@@ -361,11 +362,11 @@ def test_platforms_of_a_single_platform_image_are_refused(client: ImageRemovalCl
     store.put(ns, [lib("single:latest")], small("single"))
     with pytest.raises(ImageRemovalError) as caught:
         client.remove("single", namespace=ns, force=True, platforms=[Platform("linux", "amd64")])
-    assert (caught.value.code, caught.value.reason) == ("INVALID_ARGUMENT", "INVALID_PLATFORM")
+    assert (caught.value.code, caught.value.reason) == ("INVALID_ARGUMENT", Reason.INVALID_PLATFORM)
     assert store.names(ns) == {lib("single:latest")}
 
 
-# B6: idempotent retries
+# Idempotent retries
 
 
 def test_allow_missing_makes_a_retried_removal_succeed(client: ImageRemovalClient, store: Store, ns: str) -> None:
@@ -394,7 +395,7 @@ def test_a_container_keeps_using_the_image_it_was_created_from_after_its_tag_mov
     new_id = store.put(ns, [lib("bb:latest")], manifest((busybox, file_layer("v2", b"v2")), note="new-build"))
     with pytest.raises(ConflictError) as caught:
         client.remove(old_id, namespace=ns, force=True)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "RUNNING_CONTAINER", "false")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "RUNNING_CONTAINER", "false")
     # The image the name points to now is not the one the container runs: no false conflict.
     assert pairs(client.remove(new_id, namespace=ns, force=True)) == [untagged("bb:latest"), deleted(new_id)]
     assert store.names(ns) == {lib("bb:old")}
@@ -428,7 +429,7 @@ def test_a_dangling_record_named_explicitly_needs_force_while_the_image_has_name
     image_id = store.put(ns, [lib("keep:latest"), f"moby-dangling@{image.blob.digest}"], image)
     with pytest.raises(ConflictError) as caught:
         client.remove(f"moby-dangling@{image_id}", namespace=ns)
-    assert conflict_of(caught.value) == ("IMAGE_CONFLICT", "MULTIPLE_REFERENCES", "true")
+    assert conflict_of(caught.value) == (Reason.IMAGE_CONFLICT, "MULTIPLE_REFERENCES", "true")
     assert store.names(ns) == {lib("keep:latest"), f"moby-dangling@{image_id}"}
 
 
@@ -458,7 +459,7 @@ def test_a_manifest_that_serves_two_platforms_is_not_removed_for_one(
     store.put(ns, [lib("dup:latest")], idx)
     with pytest.raises(ImageRemovalError) as caught:
         client.remove("dup", namespace=ns, force=True, platforms=[Platform("linux", "arm", "v7")])
-    assert (caught.value.code, caught.value.reason) == ("FAILED_PRECONDITION", "PLATFORM_SHARED")
+    assert (caught.value.code, caught.value.reason) == ("FAILED_PRECONDITION", Reason.PLATFORM_SHARED)
     assert store.intact(ns, arm7.blob.digest)
     items = client.remove(
         "dup", namespace=ns, force=True, platforms=[Platform("linux", "arm", "v7"), Platform("linux", "arm", "v6")]

@@ -29,6 +29,7 @@ from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import Limits, ServerConfig, TlsConfig
 from imageremoval.server.containerd.client import RECONNECT_BACKOFF_MS
 from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import Reason
 from imageremoval.server.transport.listeners import UnixListener
 
 from .conftest import ServerThread
@@ -85,7 +86,7 @@ def test_oversized_and_gzip_bomb_requests_are_refused_before_they_are_buffered(
             client.remove("still-serving-after-that")
     assert bombs["codes"] == plain["codes"] == ["RESOURCE_EXHAUSTED"]
     assert float(plain["rss_peak_mb"]) - float(bombs["rss_before_mb"]) < 64, (bombs, plain)  # type: ignore[arg-type]
-    assert caught.value.reason == "IMAGE_NOT_FOUND"
+    assert caught.value.reason == Reason.IMAGE_NOT_FOUND
 
 
 # Two servers on one port (item 13)
@@ -284,7 +285,7 @@ def test_garbage_to_health_and_reflection_is_invalid_argument_with_error_info(
             else:
                 list(channel.stream_stream(method, None, None)(iter([garbage]), timeout=10))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert _error_info(caught.value).reason == "MALFORMED_REQUEST"
+        assert _error_info(caught.value).reason == Reason.MALFORMED_REQUEST
         assert "Error" not in (caught.value.details() or "")  # no Python exception class
     finally:
         thread.stop()
@@ -301,7 +302,7 @@ def test_watch_streams_and_zero_message_calls_neither_hang_nor_hold_shutdown(con
             with pytest.raises(grpc.RpcError) as caught:
                 channel.stream_unary(method, None, None)(iter(()), timeout=10)  # half-closed, no message
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
-            assert _error_info(caught.value).reason == "MALFORMED_REQUEST"
+            assert _error_info(caught.value).reason == Reason.MALFORMED_REQUEST
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=SERVICE))
         statuses: list[int] = []
         reader = threading.Thread(target=lambda: statuses.extend(int(r.status) for r in watch), daemon=True)
@@ -409,7 +410,7 @@ def test_one_client_cannot_take_every_removal_slot_while_another_waits(
             assert slow.wait_for(2)
             with pytest.raises(ImageRemovalError) as full:
                 other.remove("other:1", namespace=ns)  # no slot is free: the other client now waits
-            assert (full.value.code, full.value.reason) == ("RESOURCE_EXHAUSTED", "TOO_MANY_REMOVALS")
+            assert (full.value.code, full.value.reason) == ("RESOURCE_EXHAUSTED", Reason.TOO_MANY_REMOVALS)
             assert "clientLimit" not in full.value.metadata
             for worker in alone:
                 worker.join(30)
@@ -418,7 +419,7 @@ def test_one_client_cannot_take_every_removal_slot_while_another_waits(
             assert slow.wait_for(3)
             with pytest.raises(ImageRemovalError) as refused:
                 agent.remove("fourth:1", namespace=ns)
-            assert (refused.value.code, refused.value.reason) == ("RESOURCE_EXHAUSTED", "TOO_MANY_REMOVALS")
+            assert (refused.value.code, refused.value.reason) == ("RESOURCE_EXHAUSTED", Reason.TOO_MANY_REMOVALS)
             assert refused.value.metadata["clientLimit"] == "1"
             assert [item.kind for item in other.remove("other:1", namespace=ns)][-1] == "deleted"
             held.join(30)
@@ -439,7 +440,7 @@ def test_unavailable_answers_do_not_show_the_containerd_socket_path(
     try:
         with ImageRemovalClient(f"127.0.0.1:{thread.port}") as client, pytest.raises(ImageRemovalError) as caught:
             client.remove("busybox")
-        assert caught.value.reason == "CONTAINERD_UNAVAILABLE"
+        assert caught.value.reason == Reason.CONTAINERD_UNAVAILABLE
         assert missing not in caught.value.message and "nobody-home" not in str(caught.value.metadata)
         assert _wait(lambda: missing in caplog.text, timeout=5)
     finally:

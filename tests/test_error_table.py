@@ -106,7 +106,7 @@ def test_the_reasons_each_rpc_comment_lists_have_the_code_it_lists_them_under() 
 
 def test_conflict_kinds_are_the_domain_conflicts_the_readme_names_and_each_is_commented() -> None:
     assert sorted(KINDS) == sorted(c.value for c in Conflict)
-    metadata = _readme_rows()["IMAGE_CONFLICT"][2]
+    metadata = _readme_rows()[Reason.IMAGE_CONFLICT][2]
     assert sorted(re.findall(r"`([A-Z_]+)`", metadata)) == sorted(KINDS)
     comments = _value_comments("ConflictKind")
     assert all(comments[kind] for kind in [*KINDS, "CONFLICT_KIND_UNSPECIFIED"])
@@ -118,8 +118,8 @@ def test_the_client_raises_each_reason_in_its_codes_family_and_only_conflicts_as
     error = make_error("m", code=code, reason=reason)
     by_code = type(make_error("m", code=code))
     assert isinstance(error, by_code), (reason, type(error))
-    assert isinstance(error, ConflictError) == (reason == "IMAGE_CONFLICT")
-    assert isinstance(error, ProtectedError) == (reason == "IMAGE_PROTECTED")
+    assert isinstance(error, ConflictError) == (reason == Reason.IMAGE_CONFLICT)
+    assert isinstance(error, ProtectedError) == (reason == Reason.IMAGE_PROTECTED)
     assert error.error_reason == ErrorReason.Value(reason)
 
 
@@ -127,7 +127,7 @@ def test_an_unknown_failed_precondition_reason_is_no_conflict() -> None:
     error = make_error("m", code="FAILED_PRECONDITION", reason="SOMETHING_NEW")
     assert type(error) is FailedPreconditionError
     assert error.error_reason == ErrorReason.ERROR_REASON_UNSPECIFIED
-    assert type(make_error("m", code="NOT_FOUND", reason="IMAGE_CONFLICT")) is not ConflictError
-    conflict = make_error("m", code="FAILED_PRECONDITION", reason="IMAGE_CONFLICT", metadata={"conflict": "X"})
+    assert type(make_error("m", code="NOT_FOUND", reason=Reason.IMAGE_CONFLICT)) is not ConflictError
+    conflict = make_error("m", code="FAILED_PRECONDITION", reason=Reason.IMAGE_CONFLICT, metadata={"conflict": "X"})
     assert isinstance(conflict, ConflictError) and conflict.conflict_kind == ConflictKind.CONFLICT_KIND_UNSPECIFIED
     assert isinstance(conflict, ImageRemovalError)

@@ -17,6 +17,7 @@ from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import ConfigError, ServerConfig, TlsConfig, load_config
 from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import Reason
 
 from .conftest import ServerThread
 from .support.pki import Authority
@@ -105,6 +106,6 @@ def test_garbage_to_the_health_listener_is_refused_like_on_the_main_port(contain
             status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
             assert status is not None
             info = error_details_pb2.ErrorInfo()
-            assert status.details[0].Unpack(info) and info.reason == "MALFORMED_REQUEST"
+            assert status.details[0].Unpack(info) and info.reason == Reason.MALFORMED_REQUEST
     finally:
         thread.stop()

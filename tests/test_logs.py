@@ -24,6 +24,7 @@ from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import Limits, ServerConfig, TlsConfig
 from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import Reason
 from imageremoval.server.telemetry import names as t
 from imageremoval.server.telemetry.logs import CALLER, Caller, ContextFilter, JsonLines, TextLines
 from imageremoval.server.telemetry.rpc import ServerTelemetry
@@ -122,9 +123,9 @@ def test_every_refusal_has_its_line_guard_refusals_included(
     assert garbled.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     json_out, _ = captured
     [refused] = _records(json_out, ns)
-    assert refused["outcome"] == "not_found" and refused["reason"] == "IMAGE_NOT_FOUND"
+    assert refused["outcome"] == "not_found" and refused["reason"] == Reason.IMAGE_NOT_FOUND
     assert refused[t.LOG_PEER].startswith("ipv4:127.0.0.1:")
-    guard = [r for r in _records(json_out) if r.get("reason") == "MALFORMED_REQUEST"]
+    guard = [r for r in _records(json_out) if r.get("reason") == Reason.MALFORMED_REQUEST]
     assert len(guard) == 1 and guard[0]["outcome"] == "invalid_argument"
     assert guard[0][t.LOG_RPC_METHOD] == f"{SERVICE}/RemoveImage" and guard[0][t.LOG_PEER].startswith("ipv4:")
     assert re.fullmatch(r"[0-9a-f]{32}", refused[t.LOG_TRACE_ID])  # this server traces
@@ -149,7 +150,7 @@ def test_a_zero_message_call_is_refused_with_its_caller_a_span_and_a_duration(
     finally:
         thread.stop()
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    [line] = [r for r in _records(captured[0]) if r.get("reason") == "MALFORMED_REQUEST"]
+    [line] = [r for r in _records(captured[0]) if r.get("reason") == Reason.MALFORMED_REQUEST]
     assert line[t.LOG_PEER].startswith("ipv4:127.0.0.1:") and line[t.LOG_RPC_METHOD] == f"{SERVICE}/RemoveImage"
     assert re.fullmatch(r"[0-9a-f]{32}", line[t.LOG_TRACE_ID])
     [span] = [s for s in spans.get_finished_spans() if s.name == f"{SERVICE}/RemoveImage"]
@@ -189,7 +190,7 @@ def test_an_oversized_request_is_refused_logged_and_counted(
     finally:
         thread.stop()
     assert refused.value.code() in {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
-    lines = [r for r in _records(captured[0]) if r.get("reason") == "REQUEST_TOO_LARGE"]
+    lines = [r for r in _records(captured[0]) if r.get("reason") == Reason.REQUEST_TOO_LARGE]
     assert len(lines) == 1 and lines[0][t.LOG_PEER].startswith("ipv4:127.0.0.1:")
     data = reader.get_metrics_data()
     assert data is not None
@@ -201,7 +202,7 @@ def test_an_oversized_request_is_refused_logged_and_counted(
         if m.name == t.METRIC_REJECTED
         for p in m.data.data_points
     ]
-    assert counted == [({t.RPC_METHOD: f"{SERVICE}/RemoveImage", "reason": "REQUEST_TOO_LARGE"}, 1)]
+    assert counted == [({t.RPC_METHOD: f"{SERVICE}/RemoveImage", "reason": Reason.REQUEST_TOO_LARGE}, 1)]
 
 
 def test_a_line_outside_any_trace_has_no_empty_trace_keys() -> None:

@@ -33,6 +33,7 @@ from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import ServerConfig, parse_listen
 from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import Reason
 from imageremoval.server.telemetry import names as t
 from imageremoval.server.telemetry.providers import service_version, telemetry_from_env
 from imageremoval.server.telemetry.scrape import serve_metrics
@@ -175,10 +176,10 @@ def test_a_refused_removal_records_the_rule_that_refused_it(
     attributes = dict(root.attributes or {})
     assert attributes[t.RPC_STATUS] == "NOT_FOUND"
     assert t.ERROR_TYPE not in attributes and root.status.status_code is StatusCode.UNSET
-    assert attributes[t.ATTR_REASON] == "IMAGE_NOT_FOUND"
+    assert attributes[t.ATTR_REASON] == Reason.IMAGE_NOT_FOUND
     # One event with the reason and metadata; no traceback events of the abort.
     assert [e.name for e in root.events] == [t.EVENT_REFUSED]
-    assert dict(root.events[0].attributes or {})[t.ATTR_REASON] == "IMAGE_NOT_FOUND"
+    assert dict(root.events[0].attributes or {})[t.ATTR_REASON] == Reason.IMAGE_NOT_FOUND
     resolve = next(s for s in ours if s.name == t.SPAN_RESOLVE)
     assert resolve.status.status_code is StatusCode.ERROR
     assert resolve.status.description and "No such image" in resolve.status.description
@@ -197,7 +198,7 @@ def test_a_failed_removal_is_an_error_span(tmp_path: Path) -> None:
     assert isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
     root = next(s for s in _ours(spans) if s.kind is SpanKind.SERVER)
     assert root.status.status_code is StatusCode.ERROR
-    assert dict(root.attributes or {})[t.ATTR_REASON] == "CONTAINERD_UNAVAILABLE"
+    assert dict(root.attributes or {})[t.ATTR_REASON] == Reason.CONTAINERD_UNAVAILABLE
     assert dict(root.attributes or {})[t.ERROR_TYPE] == "UNAVAILABLE"
     assert "exception" not in [e.name for e in root.events]
 
@@ -376,9 +377,9 @@ def test_every_outcome_is_on_the_endpoint_guard_refusals_included(scraped: tuple
         return sum(found)
 
     assert value("imageremoval_removals_total", outcome="success", reason="") == 1
-    assert value("imageremoval_removals_total", outcome="not_found", reason="IMAGE_NOT_FOUND") == 1
+    assert value("imageremoval_removals_total", outcome="not_found", reason=Reason.IMAGE_NOT_FOUND) == 1
     assert value("imageremoval_conflicts_total", conflict="MULTIPLE_REFERENCES", forceable="true") == 1
-    assert value("imageremoval_requests_rejected_total", reason="MALFORMED_REQUEST") == 1
+    assert value("imageremoval_requests_rejected_total", reason=Reason.MALFORMED_REQUEST) == 1
     method = f"{t_service()}/RemoveImage"
     for code in ("OK", "NOT_FOUND", "INVALID_ARGUMENT"):
         assert value("rpc_server_call_duration_seconds_count", rpc_method=method, rpc_response_status_code=code) == 1

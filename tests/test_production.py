@@ -24,6 +24,7 @@ from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.app import server_options
 from imageremoval.server.config import ConfigError, Limits, ServerConfig, TlsConfig, load_config
 from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import Reason
 
 from .conftest import ServerThread
 from .support.images import file_layer, manifest
@@ -198,7 +199,7 @@ def test_namespaces_outside_the_allow_list_are_permission_denied(
     try:
         with ImageRemovalClient(f"127.0.0.1:{thread.port}") as client, pytest.raises(ImageRemovalError) as caught:
             client.remove("a", namespace=ns)
-        assert (caught.value.code, caught.value.reason) == ("PERMISSION_DENIED", "NAMESPACE_NOT_ALLOWED")
+        assert (caught.value.code, caught.value.reason) == ("PERMISSION_DENIED", Reason.NAMESPACE_NOT_ALLOWED)
         assert store.names(ns) == {"docker.io/library/a:latest"}
     finally:
         thread.stop()
@@ -221,7 +222,7 @@ def test_pinned_and_protected_images_are_refused_even_with_force(
             for image in ("pinned", "registry.k8s.io/pause:3.9"):
                 with pytest.raises(ImageRemovalError) as caught:
                     client.remove(image, namespace=ns, force=True)
-                assert (caught.value.code, caught.value.reason) == ("FAILED_PRECONDITION", "IMAGE_PROTECTED")
+                assert (caught.value.code, caught.value.reason) == ("FAILED_PRECONDITION", Reason.IMAGE_PROTECTED)
         assert len(store.names(ns)) == 2
         with ImageRemovalClient(f"127.0.0.1:{lenient.port}") as client:
             with pytest.raises(ImageRemovalError):
@@ -248,7 +249,7 @@ def test_removals_beyond_the_limit_are_resource_exhausted(containerd: PrivateCon
             with pytest.raises(ImageRemovalError) as caught:
                 client.remove("two", namespace=ns)
             first.join(10)
-            assert (caught.value.code, caught.value.reason) == ("RESOURCE_EXHAUSTED", "TOO_MANY_REMOVALS")
+            assert (caught.value.code, caught.value.reason) == ("RESOURCE_EXHAUSTED", Reason.TOO_MANY_REMOVALS)
             client.remove("two", namespace=ns)
         assert store.names(ns) == set()
     finally:
@@ -264,7 +265,7 @@ def test_a_request_with_too_little_time_left_changes_nothing(
     try:
         with ImageRemovalClient(f"127.0.0.1:{thread.port}") as client, pytest.raises(ImageRemovalError) as caught:
             client.remove("hurry", namespace=ns, timeout=2)
-        assert (caught.value.code, caught.value.reason) == ("DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED")
+        assert (caught.value.code, caught.value.reason) == ("DEADLINE_EXCEEDED", Reason.DEADLINE_EXCEEDED)
         assert store.names(ns) == {"docker.io/library/hurry:latest"}
     finally:
         thread.stop()
@@ -364,7 +365,7 @@ def test_a_removal_past_its_deadline_still_publishes_its_events_and_holds_its_sl
             assert late.value.code == "DEADLINE_EXCEEDED"
             with pytest.raises(ImageRemovalError) as busy:
                 client.remove("next", namespace=ns)  # the first removal still holds the only slot
-            assert busy.value.reason == "TOO_MANY_REMOVALS"
+            assert busy.value.reason == Reason.TOO_MANY_REMOVALS
             assert _wait(lambda: "docker.io/library/ev:latest" not in store.names(ns))
             assert _wait(lambda: len(events.ours()) == 2, timeout=5)
         assert events.ours() == [("/imageremoval/untag", "ev:latest"), ("/imageremoval/delete", image_id)]

@@ -24,6 +24,7 @@ from imageremoval.client import (
     UnavailableError,
 )
 from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import Reason
 
 from .support.images import file_layer, manifest
 from .support.pki import Authority
@@ -108,7 +109,7 @@ def test_a_removal_through_the_proxy(proxied: Proxied, store: Store, ns: str) ->
 def test_a_refusals_error_info_survives_the_hop(proxied: Proxied, ns: str) -> None:
     with proxied.client() as client, pytest.raises(NotFoundError) as caught:
         client.remove("no-such-image:1", namespace=ns)
-    assert (caught.value.reason, caught.value.domain) == ("IMAGE_NOT_FOUND", "imageremoval.v1")
+    assert (caught.value.reason, caught.value.domain) == (Reason.IMAGE_NOT_FOUND, "imageremoval.v1")
     assert caught.value.metadata["reference"] == "no-such-image:1"
 
 
@@ -117,7 +118,7 @@ def test_the_callers_deadline_reaches_the_server_through_the_proxy(proxied: Prox
     with proxied.client() as client, pytest.raises(DeadlineExceededError) as caught:
         client.remove("hurried", namespace=ns, timeout=MIN_DEADLINE - 1)
     # Our server refused it (ErrorInfo, and the time left it saw), so grpc-timeout crossed nginx.
-    assert caught.value.reason == "DEADLINE_EXCEEDED"
+    assert caught.value.reason == Reason.DEADLINE_EXCEEDED
     assert 0 < int(caught.value.metadata["remainingMs"]) <= (MIN_DEADLINE - 1) * 1000
     assert store.names(ns) == {"docker.io/library/hurried:latest"}
 

@@ -23,6 +23,7 @@ from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.server.cleaning.disk import disk_usage
 from imageremoval.server.config import LoopSettings, UsageSettings
 from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import Reason
 from imageremoval.server.domain.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp
 from imageremoval.server.telemetry import names as t
 from imageremoval.server.telemetry.providers import telemetry_from_env
@@ -116,10 +117,10 @@ def test_reclaim_targets_are_checked(untracked: Tracked, ns: str) -> None:
     for bad in ({}, {"target_free_bytes": 1, "target_usage_percent": 50.0}, {"target_usage_percent": 120.0}):
         with pytest.raises(InvalidArgumentError) as caught:
             list(untracked.client.reclaim_space(namespace=ns, **bad))  # type: ignore[arg-type]
-        assert caught.value.reason == "INVALID_RECLAIM_TARGET"
+        assert caught.value.reason == Reason.INVALID_RECLAIM_TARGET
     with pytest.raises(ImageRemovalError) as unmeasured:  # this server was given no containerd root
         list(untracked.client.reclaim_space(namespace=ns, target_usage_percent=50.0))
-    assert unmeasured.value.reason == "RECLAIM_UNAVAILABLE"
+    assert unmeasured.value.reason == Reason.RECLAIM_UNAVAILABLE
 
 
 @pytest.fixture

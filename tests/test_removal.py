@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imageremoval.client import ImageRemovalClient, ImageRemovalError
+from imageremoval.server.domain.errors import Reason
 
 from .helpers import deleted, pairs, untagged
 from .support.ctr import Ctr
@@ -134,7 +135,7 @@ def test_a_missing_image_is_not_found_with_dockers_message(client: ImageRemovalC
     with pytest.raises(ImageRemovalError) as caught:
         client.remove("nope", namespace=ns)
     assert caught.value.code == "NOT_FOUND"
-    assert caught.value.reason == "IMAGE_NOT_FOUND"
+    assert caught.value.reason == Reason.IMAGE_NOT_FOUND
     assert caught.value.domain == "imageremoval.v1"
     assert caught.value.message == "No such image: nope:latest"
 

@@ -18,6 +18,7 @@ from imageremoval.gen.v1 import image_removal_pb2 as pb
 from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import ConfigError, ServerConfig, load_config
 from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.errors import Reason
 from imageremoval.server.telemetry import names as telemetry
 
 from .conftest import Server, ServerThread
@@ -56,7 +57,7 @@ def test_health_follows_containerd_from_absent_to_answering(tmp_path_factory: py
         assert _health(target) == health_pb2.HealthCheckResponse.NOT_SERVING
         with ImageRemovalClient(target) as client, pytest.raises(ImageRemovalError) as caught:
             client.remove("busybox")
-        assert (caught.value.code, caught.value.reason) == ("UNAVAILABLE", "CONTAINERD_UNAVAILABLE")
+        assert (caught.value.code, caught.value.reason) == ("UNAVAILABLE", Reason.CONTAINERD_UNAVAILABLE)
         daemon.start()
         assert _wait_for(lambda: _health(target) == health_pb2.HealthCheckResponse.SERVING)
     finally:
@@ -117,17 +118,17 @@ def _raw_error(target: str, request: pb.RemoveImageRequest) -> tuple[grpc.Status
 @pytest.mark.parametrize(
     ("request_fields", "code", "reason"),
     [
-        ({"image": ""}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REFERENCE"),
-        ({"image": "UPPER"}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REFERENCE"),
-        ({"image": "x" * 1_000_000}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REFERENCE"),
-        ({"image": "\u00e9\u00e8"}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REFERENCE"),
+        ({"image": ""}, grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_REFERENCE),
+        ({"image": "UPPER"}, grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_REFERENCE),
+        ({"image": "x" * 1_000_000}, grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_REFERENCE),
+        ({"image": "\u00e9\u00e8"}, grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_REFERENCE),
         (
             {"image": "ok", "namespace": "bad namespace!"},
             grpc.StatusCode.INVALID_ARGUMENT,
-            "INVALID_NAMESPACE",
+            Reason.INVALID_NAMESPACE,
         ),
-        ({"image": "ok", "namespace": "n" * 100_000}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_NAMESPACE"),
-        ({"image": "no-such-image-here"}, grpc.StatusCode.NOT_FOUND, "IMAGE_NOT_FOUND"),
+        ({"image": "ok", "namespace": "n" * 100_000}, grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_NAMESPACE),
+        ({"image": "no-such-image-here"}, grpc.StatusCode.NOT_FOUND, Reason.IMAGE_NOT_FOUND),
     ],
 )
 def test_every_failure_is_a_status_with_error_info(
@@ -152,7 +153,7 @@ def test_ambiguous_short_id_is_refused(client: ImageRemovalClient, store: Store,
     store.put(ns, ["docker.io/library/second:latest"], pair[1])
     with pytest.raises(ImageRemovalError) as caught:
         client.remove(pair[1].blob.digest[7:11], namespace=ns)
-    assert (caught.value.code, caught.value.reason) == ("INVALID_ARGUMENT", "AMBIGUOUS_REFERENCE")
+    assert (caught.value.code, caught.value.reason) == ("INVALID_ARGUMENT", Reason.AMBIGUOUS_REFERENCE)
     assert store.names(ns) == {"docker.io/library/first:latest", "docker.io/library/second:latest"}
 
 
@@ -196,10 +197,10 @@ def test_configuration_is_validated_at_start() -> None:
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        (b"\xff\xff\xff\xff", "MALFORMED_REQUEST"),
-        (b"\x0a\x05ab", "MALFORMED_REQUEST"),  # field 1 claims 5 bytes, 2 follow
+        (b"\xff\xff\xff\xff", Reason.MALFORMED_REQUEST),
+        (b"\x0a\x05ab", Reason.MALFORMED_REQUEST),  # field 1 claims 5 bytes, 2 follow
         # Over our 1 MiB but under gRPC's 2 MiB: our own refusal, with ErrorInfo (beyond it, RESOURCE_EXHAUSTED).
-        (pb.RemoveImageRequest(image="x" * 1_500_000).SerializeToString(), "REQUEST_TOO_LARGE"),
+        (pb.RemoveImageRequest(image="x" * 1_500_000).SerializeToString(), Reason.REQUEST_TOO_LARGE),
     ],
 )
 def test_garbled_or_oversized_requests_are_invalid_argument(server: Server, payload: bytes, reason: str) -> None:

@@ -18,7 +18,7 @@ from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import Limits, ServerConfig
 from imageremoval.server.containerd.client import LABEL_LEASE_EXPIRE, ContainerdClient
 from imageremoval.server.containerd.daemon import PrivateContainerd
-from imageremoval.server.domain.errors import RemovalError
+from imageremoval.server.domain.errors import Reason, RemovalError
 from imageremoval.server.domain.platforms import PlatformSpec
 from imageremoval.server.domain.policy import RemovalPolicy
 from imageremoval.server.removal.content_walk import chain_id
@@ -110,7 +110,7 @@ async def test_a_lost_answer_with_containerd_still_silent_is_outcome_unknown_not
             await remover.remove(RemovalRequest("silent", ns))
     finally:
         await client.close()
-    assert (code_of(caught.value.reason).name, caught.value.reason.value) == ("ABORTED", "OUTCOME_UNKNOWN")
+    assert (code_of(caught.value.reason).name, caught.value.reason.value) == ("ABORTED", Reason.OUTCOME_UNKNOWN)
     assert store.names(ns) == set()  # it did happen: only the answer said it did not know
 
 
@@ -315,8 +315,8 @@ async def test_partial_failure_metadata_has_counts_and_cuts_only_between_names(
     finally:
         await client.close()
     error = caught.value
-    assert (code_of(error.reason).name, error.reason.value) == ("ABORTED", "REMOVAL_INCOMPLETE")
-    assert error.metadata["cause"] == "CONTAINERD_UNAVAILABLE"
+    assert (code_of(error.reason).name, error.reason.value) == ("ABORTED", Reason.REMOVAL_INCOMPLETE)
+    assert error.metadata["cause"] == Reason.CONTAINERD_UNAVAILABLE
     assert (error.metadata["untaggedCount"], error.metadata["deletedCount"]) == ("40", "0")
     assert error.metadata["truncated"] == "true"
     listed = error.metadata["untagged"].split(",")
@@ -344,9 +344,9 @@ def test_protected_images_are_refused_by_every_spelling_and_request_shape(
     for shape in (image_id, image_id.removeprefix("sha256:")[:12], name):
         with pytest.raises(ImageRemovalError) as caught:
             client.remove(shape, namespace=ns)
-        if shape == name and caught.value.reason == "INVALID_REFERENCE":
+        if shape == name and caught.value.reason == Reason.INVALID_REFERENCE:
             continue  # a spelling Docker's grammar rejects cannot be typed at all
-        assert (caught.value.code, caught.value.reason) == ("FAILED_PRECONDITION", "IMAGE_PROTECTED"), shape
+        assert (caught.value.code, caught.value.reason) == ("FAILED_PRECONDITION", Reason.IMAGE_PROTECTED), shape
     assert store.names(ns) == {name}
 
 
@@ -419,7 +419,10 @@ async def test_a_root_filesystem_prepared_while_the_records_are_gone_puts_them_b
         restored = store.target(ns, name)
         intact = store.all_present(ns, image)
         ctr(ns, "snapshots", "rm", "window-rootfs", check=False)
-    assert (caught.value.reason.value, caught.value.metadata.get("conflict")) == ("IMAGE_CONFLICT", "STOPPED_CONTAINER")
+    assert (caught.value.reason.value, caught.value.metadata.get("conflict")) == (
+        Reason.IMAGE_CONFLICT,
+        "STOPPED_CONTAINER",
+    )
     assert restored == image_id and intact, "the record is back and its content whole"
 
 
@@ -445,7 +448,7 @@ def test_a_root_filesystem_prepared_before_the_removal_is_a_user(
     try:
         with pytest.raises(ImageRemovalError) as caught:
             client.remove("prepared", namespace=ns)
-        assert (caught.value.reason, caught.value.metadata["conflict"]) == ("IMAGE_CONFLICT", "STOPPED_CONTAINER")
+        assert (caught.value.reason, caught.value.metadata["conflict"]) == (Reason.IMAGE_CONFLICT, "STOPPED_CONTAINER")
         assert store.names(ns) == {name}
         # force by name frees the name and keeps the content for the container on its way (Docker's soft delete)
         assert [i.kind for i in client.remove("prepared", namespace=ns, force=True)] == ["untagged"]
@@ -466,7 +469,7 @@ def test_an_unpack_of_the_image_in_progress_is_a_user(
     try:
         with pytest.raises(ImageRemovalError) as caught:
             client.remove("unpacking", namespace=ns)
-        assert (caught.value.reason, caught.value.metadata["conflict"]) == ("IMAGE_CONFLICT", "STOPPED_CONTAINER")
+        assert (caught.value.reason, caught.value.metadata["conflict"]) == (Reason.IMAGE_CONFLICT, "STOPPED_CONTAINER")
         assert store.names(ns) == {lib("unpacking:latest")} and store.all_present(ns, image)
     finally:
         ctr(ns, "snapshots", "rm", key, check=False)
@@ -511,5 +514,5 @@ def test_the_new_reasons_are_listed_wherever_reasons_are() -> None:
     root = Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text()
     proto = (root / "api/imageremoval/v1/image_removal.proto").read_text()
-    for reason in ("OUTCOME_UNKNOWN", "INVALID_REQUEST_ID"):
+    for reason in (Reason.OUTCOME_UNKNOWN, Reason.INVALID_REQUEST_ID):
         assert f"| `{reason}` |" in readme and reason in proto

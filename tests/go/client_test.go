@@ -56,10 +56,10 @@ func TestRemoveImageAndReadARefusal(t *testing.T) {
 	// By ID, an image two repositories name needs force: refused before anything changes.
 	_, err = client.RemoveImage(ctx, &imageremovalv1.RemoveImageRequest{Image: imageID, Namespace: namespace})
 	st, info := errorInfo(t, err)
-	if st.Code() != codes.FailedPrecondition || info.GetReason() != "IMAGE_CONFLICT" || info.GetDomain() != "imageremoval.v1" {
+	if st.Code() != codes.FailedPrecondition || info.GetReason() != imageremovalv1.ErrorReason_IMAGE_CONFLICT.String() || info.GetDomain() != "imageremoval.v1" {
 		t.Fatalf("want FAILED_PRECONDITION IMAGE_CONFLICT from imageremoval.v1, got %v %q %q", st.Code(), info.GetReason(), info.GetDomain())
 	}
-	if got := info.GetMetadata()["conflict"]; got != "MULTIPLE_REFERENCES" {
+	if got := info.GetMetadata()["conflict"]; got != imageremovalv1.ConflictKind_MULTIPLE_REFERENCES.String() {
 		t.Fatalf("conflict metadata: %q", got)
 	}
 
@@ -84,7 +84,7 @@ func TestRemoveImageAndReadARefusal(t *testing.T) {
 	// Gone now: NOT_FOUND with its reason, and allow_missing makes the retry a success with no items.
 	_, err = client.RemoveImage(ctx, &imageremovalv1.RemoveImageRequest{Image: imageID, Namespace: namespace})
 	st, info = errorInfo(t, err)
-	if st.Code() != codes.NotFound || info.GetReason() != "IMAGE_NOT_FOUND" {
+	if st.Code() != codes.NotFound || info.GetReason() != imageremovalv1.ErrorReason_IMAGE_NOT_FOUND.String() {
 		t.Fatalf("want NOT_FOUND IMAGE_NOT_FOUND, got %v %q", st.Code(), info.GetReason())
 	}
 	again, err := client.RemoveImage(ctx, &imageremovalv1.RemoveImageRequest{Image: imageID, Namespace: namespace, AllowMissing: true})

@@ -456,7 +456,7 @@ class ImageRemover:
             span.set_attribute(t.ATTR_ACTION, t.ACTION_UNTAG)
             span.set_attribute(t.ATTR_IMAGE_ID, resolution.image_id)
             # Nothing was read since the resolve's List of the image's records, so that read is the check
-            # before the first change (B5); each delete still carries its expected target.
+            # before the first change; each delete still carries its expected target.
             self._commit(request, progress)
             # Untagging never frees content while other names remain, so no delete waits for collection.
             for record in decision.records:
@@ -556,7 +556,7 @@ class ImageRemover:
             progress.items.append(Item(ItemKind.UNTAGGED, familiar_name(record.name), record.image_id))
 
     async def _current(self, namespace: str, resolution: Resolution) -> list[ImageRecord]:
-        """The image's records and its children's, read right before the first change (B5)."""
+        """The image's records and its children's, read right before the first change."""
         return await self._client.list_images(
             namespace,
             [
@@ -696,7 +696,7 @@ class ImageRemover:
     def _same_records(
         self, resolution: Resolution, current: Sequence[ImageRecord], records: Sequence[ImageRecord], *, exact: bool
     ) -> None:
-        """Right before the first change: the records still point where we resolved them (B5)."""
+        """Right before the first change: the records still point where we resolved them."""
         names = {r.name for r in current if r.image_id == resolution.image_id}
         moved = [r.name for r in records if r.name not in names]
         added = sorted(names - {r.name for r in resolution.all}) if exact else []
@@ -823,7 +823,7 @@ class ImageRemover:
                 progress.items.append(Item(ItemKind.DELETED, parent.image_id, parent.image_id))
             self._turns.changed((request.namespace, parent.image_id))
 
-    # release snapshots (A6)
+    # release snapshots
 
     async def _release_snapshots(self, namespace: str, content: ImageContent) -> int:
         """After collection, configs still held (by a lease) but used by no image lose their snapshot
@@ -876,7 +876,7 @@ class ImageRemover:
         except RemovalError as exc:
             _log.warning("garbage collection failed: %s", exc.message)
 
-    # platforms (A5, B3)
+    # platforms
 
     async def _remove_platforms(
         self,
@@ -932,7 +932,7 @@ class ImageRemover:
     ) -> None:
         """Drop the index's garbage-collection references to these manifests, then collect once.
 
-        The collector then frees exactly the blobs no other image references (B3), which a direct
+        The collector then frees exactly the blobs no other image references, which a direct
         Content.Delete could not know.
         """
         assert content.index is not None

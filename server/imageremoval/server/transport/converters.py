@@ -1,11 +1,13 @@
-"""Protobuf <-> domain converters for the public API, kept apart from the servicer and the domain."""
+"""RemoveImage's wire messages <-> the removal's request and items, so the servicer and the domain stay apart."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from imageremoval.gen.v1 import image_removal_pb2 as pb
-from imageremoval.server.removal.service import Item, ItemKind, PlatformSpec, RemovalRequest
+from imageremoval.server.domain.model import Item, ItemKind
+from imageremoval.server.domain.platforms import PlatformSpec
+from imageremoval.server.removal.service import RemovalRequest
 
 
 def to_request(
@@ -16,7 +18,8 @@ def to_request(
     client: str = "",
     deadline: float | None = None,
 ) -> RemovalRequest:
-    """Validate the wire request and turn it into a RemovalRequest."""
+    """The wire request as a RemovalRequest, as sent (the remover validates it), with the default namespace
+    when none is given and what the transport knows of the caller (identities, client key, deadline)."""
     return RemovalRequest(
         reference=message.image,
         namespace=message.namespace or default_namespace,
@@ -42,7 +45,7 @@ def to_response(items: Sequence[Item], max_bytes: int | None = None) -> pb.Remov
     """Items in order, each an `untagged` or a `deleted`.
 
     Over `max_bytes`, untagged names are left out from the end until the rest fits, and `truncated` is set:
-    the work was done, so the answer must still arrive rather than fail in the transport (issue 9 item 4).
+    the work was done, so the answer must still arrive rather than fail in the transport.
     """
     untagged = [i for i in items if i.kind is ItemKind.UNTAGGED]
     response = pb.RemoveImageResponse()

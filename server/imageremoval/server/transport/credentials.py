@@ -1,4 +1,5 @@
-"""Who may call: TLS credentials that follow certificate rotation, and namespace authorization."""
+"""Who is calling: TLS credentials that follow certificate rotation, the client certificate's identities and
+the per-client key (which namespaces an identity may touch is policy.py's)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""gRPC transport for ImageRemovalService: validate, call the domain, convert. No policy lives here."""
+"""gRPC transport for ImageRemovalService: convert the request, call the use case, convert the answer.
+
+Validation and policy live behind the use cases; every failure here ends the call through status.abort.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ Context = grpc.aio.ServicerContext[object, object]
 
 
 class ImageRemovalServicer(pb_grpc.ImageRemovalServiceServicer):
-    """Serves RemoveImage; every failure ends as a status with an ErrorInfo, never as UNKNOWN."""
+    """Serves the five RPCs; every failure ends as a status with an ErrorInfo, never as UNKNOWN."""
 
     def __init__(
         self,

@@ -12,6 +12,8 @@ import io.grpc.ManagedChannelBuilder;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
+import io.imageremoval.v1.ConflictKind;
+import io.imageremoval.v1.ErrorReason;
 import io.imageremoval.v1.ImageRemovalServiceGrpc;
 import io.imageremoval.v1.RemoveImageRequest;
 import io.imageremoval.v1.RemoveImageResponse;
@@ -66,9 +68,9 @@ class RemoveImageTest {
     StatusRuntimeException refused = assertThrows(StatusRuntimeException.class, () -> stub.removeImage(byId));
     assertEquals(Status.Code.FAILED_PRECONDITION, refused.getStatus().getCode());
     ErrorInfo info = errorInfo(refused);
-    assertEquals("IMAGE_CONFLICT", info.getReason());
+    assertEquals(ErrorReason.IMAGE_CONFLICT.name(), info.getReason());
     assertEquals("imageremoval.v1", info.getDomain());
-    assertEquals("MULTIPLE_REFERENCES", info.getMetadataOrThrow("conflict"));
+    assertEquals(ConflictKind.MULTIPLE_REFERENCES.name(), info.getMetadataOrThrow("conflict"));
 
     RemoveImageResponse reply = stub.removeImage(byId.toBuilder().setForce(true).build());
     List<RemovedItem> items = reply.getItemsList();
@@ -79,6 +81,6 @@ class RemoveImageTest {
 
     StatusRuntimeException missing = assertThrows(StatusRuntimeException.class, () -> stub.removeImage(byId));
     assertEquals(Status.Code.NOT_FOUND, missing.getStatus().getCode());
-    assertEquals("IMAGE_NOT_FOUND", errorInfo(missing).getReason());
+    assertEquals(ErrorReason.IMAGE_NOT_FOUND.name(), errorInfo(missing).getReason());
   }
 }
