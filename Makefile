@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 HAND_WRITTEN := server client tests api/generate.py bench demo
 
 .PHONY: run test host-deps containerd2 test-host-deps venv lint typecheck buf-lint generate check-generate pytest bench clean
@@ -27,11 +27,11 @@ test-host-deps: host-deps
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 venv: $(STAMP)
@@ -195,7 +195,7 @@ manifests: $(HELM)
 
 ## The service's OCI image (deploy/image/build.sh), rebuilt only when its inputs change: the key hashes the
 ## build script, pyproject.toml and every source file that goes into the wheel.
-IMAGE_INPUTS := deploy/image/build.sh pyproject.toml README.md $(shell find server client api/python -type f \( -name '*.py' -o -name '*.pyi' -o -name py.typed \) -not -path '*/__pycache__/*' 2>/dev/null | sort)
+IMAGE_INPUTS := deploy/image/build.sh pyproject.toml constraints.txt LICENSE README.md $(shell find server client api/python -type f \( -name '*.py' -o -name '*.pyi' -o -name py.typed \) -not -path '*/__pycache__/*' 2>/dev/null | sort)
 IMAGE_KEY := $(shell cat $(IMAGE_INPUTS) | sha256sum | cut -c1-12)
 IMAGE_TAR := build/image/imageremoval-$(IMAGE_KEY).oci.tar
 image: deploy-deps venv

@@ -81,6 +81,9 @@ def run_protoc(protos: list[str], out_dir: Path) -> None:
 # Our API's descriptors with their comments (source info), which the generated modules do not keep: server
 # reflection serves them so that grpcurl and buf curl show the documentation.
 DOCUMENTED_SET = Path("imageremoval", "v1", "image_removal.binpb")
+# Our .proto files, copied into the package (imageremoval/gen/proto/imageremoval/v1/*.proto) so that the wheel
+# and the sdist ship them and a package user can generate a client in another language from the installed copy.
+PROTO_DIR = "proto"
 
 
 def run_protoc_documented(protos: list[str], out_dir: Path) -> None:
@@ -132,9 +135,13 @@ def build(out_dir: Path) -> None:
             if dst.suffix in {".py", ".pyi"}:
                 text = rewrite_imports(text)
             dst.write_text(text, encoding="utf-8", newline="\n")
+    for proto in (p for p in find_protos() if p.startswith("imageremoval/")):
+        shipped = out_dir / PROTO_DIR / proto
+        shipped.parent.mkdir(parents=True, exist_ok=True)
+        shipped.write_bytes((API_DIR / proto).read_bytes())
     (out_dir / "__init__.py").write_text(INIT_HEADER, encoding="utf-8", newline="\n")
     (out_dir / "py.typed").write_text("", encoding="utf-8")
-    for directory in sorted(p for p in out_dir.rglob("*") if p.is_dir()):
+    for directory in sorted(p for p in out_dir.rglob("*") if p.is_dir() and PROTO_DIR not in p.parts):
         init = directory / "__init__.py"
         if not init.exists():
             init.write_text("", encoding="utf-8")

@@ -45,7 +45,7 @@ def go_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=120,
     )
     generated = sorted(p.name for p in (module / "gen" / "imageremoval" / "v1").iterdir())
-    assert generated == ["image_removal.pb.go", "image_removal_grpc.pb.go"]
+    assert generated == ["error_reason.pb.go", "image_removal.pb.go", "image_removal_grpc.pb.go"]
     (module / "gen" / "go.mod").write_text("module imageremoval.io/api\n\ngo 1.26\n")
     return module
 

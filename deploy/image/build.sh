@@ -16,7 +16,8 @@ trap 'rm -rf "$work"' EXIT
 
 # The wheel and every dependency as wheels, fetched here by the project's pip; the root filesystem's pip then
 # installs offline from them (the host's Python and Debian's are both 3.11, so the same wheels fit).
-"$repo/.venv/bin/pip" wheel -q --disable-pip-version-check -w "$work/wheels" "$repo"
+# The server's extra brings its telemetry stack; constraints.txt pins every version, as `make venv` does.
+"$repo/.venv/bin/pip" wheel -q --disable-pip-version-check -c "$repo/constraints.txt" -w "$work/wheels" "$repo[server]"
 
 # Only what the server runs on: python3 and the venv module; no apt, no shell tools beyond Essential.
 # Docs, man pages and translations never land; pip's cache is not kept. The merged-usr hook lays out /usr
@@ -27,7 +28,7 @@ mmdebstrap --quiet --variant=essential --include=python3,python3-venv,libstdc++6
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --customize-hook="copy-in $work/wheels /tmp" \
   --customize-hook='chroot "$1" env -i PATH=/usr/bin:/bin python3 -m venv /opt/imageremoval' \
-  --customize-hook='chroot "$1" env -i PATH=/usr/bin:/bin /opt/imageremoval/bin/pip install -q --no-cache-dir --disable-pip-version-check --no-index --find-links /tmp/wheels imageremoval' \
+  --customize-hook='chroot "$1" env -i PATH=/usr/bin:/bin /opt/imageremoval/bin/pip install -q --no-cache-dir --disable-pip-version-check --no-index --find-links /tmp/wheels "imageremoval[server]"' \
   --customize-hook='chroot "$1" env -i PATH=/usr/bin:/bin /opt/imageremoval/bin/pip uninstall -q -y pip setuptools' \
   --customize-hook='rm -rf "$1"/tmp/* "$1"/var/cache/* "$1"/var/lib/apt/lists/* "$1"/var/log/*' \
   "$suite" "$work/rootfs" >"$work/mmdebstrap.log" 2>&1 || { cat "$work/mmdebstrap.log"; exit 1; }
