@@ -1,5 +1,5 @@
 """Who is calling: TLS credentials that follow certificate rotation, the client certificate's identities and
-the per-client key (which namespaces an identity may touch is policy.py's)."""
+the per-client key (which namespaces an identity may touch is domain/policy's)."""
 
 from __future__ import annotations
 

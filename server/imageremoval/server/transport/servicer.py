@@ -1,6 +1,6 @@
 """gRPC transport for ImageRemovalService: convert the request, call the use case, convert the answer.
 
-Validation and policy live behind the use cases; every failure here ends the call through status.abort.
+Validation and policy live behind the use cases; every failure here ends the call through error_status.abort.
 """
 
 from __future__ import annotations
