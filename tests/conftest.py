@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +16,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from imageremoval.client import ImageRemovalClient
-from imageremoval.server.app import App, create_server
 from imageremoval.server.config import ServerConfig, UsageSettings
 from imageremoval.server.containerd.daemon import ContainerdBinary, DaemonError, PrivateContainerd
 
 from .support.ctr import Ctr
 from .support.images import Layer, busybox_layer
 from .support.invariant import broken_images
+from .support.server import REPO, Server, ServerThread
 from .support.store import Store
 
 _counter = itertools.count()
 
-REPO = Path(__file__).resolve().parent.parent
 # Which containerd the suite runs against: "1.6" (Debian's, on PATH; the default) or "2" (the pinned build that
 # `make containerd2` puts in .tools/). `make test` runs the suite once per version.
 CONTAINERD_VARIABLE = "IMAGEREMOVAL_TEST_CONTAINERD"
@@ -110,42 +106,6 @@ def store(containerd: PrivateContainerd) -> Iterator[Store]:
 @pytest.fixture(scope="session")
 def ctr(containerd: PrivateContainerd) -> Ctr:
     return Ctr(containerd.address)
-
-
-class ServerThread:
-    """A real server on port 0 with its own event loop, so tests can use blocking clients."""
-
-    def __init__(self, config: ServerConfig, address: str, provider: TracerProvider, **options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        self.app: App = self.call(self._build(config, address, provider, options))
-        self.port = self.app.port
-
-    async def _build(self, config: ServerConfig, address: str, provider: TracerProvider, options: Any) -> App:
-        app = create_server(config, address, tracer_provider=provider, **options)
-        await app.start()
-        return app
-
-    def call(self, coroutine: object, timeout: float = 60) -> App:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)  # type: ignore[arg-type]
-
-    def stop(self, grace: float = 5) -> None:
-        asyncio.run_coroutine_threadsafe(self.app.stop(grace), self.loop).result(grace + 10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-
-
-@dataclass
-class Server:
-    """The running server and what a test can observe of it."""
-
-    thread: ServerThread
-    spans: InMemorySpanExporter
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.thread.port}"
 
 
 @pytest.fixture(scope="session")

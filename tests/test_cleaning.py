@@ -16,11 +16,11 @@ from imageremoval.server.config import ServerConfig
 from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.domain.errors import Reason
 
-from .conftest import ServerThread
 from .support.ctr import Ctr
 from .support.images import Layer, Manifest, file_layer, index, manifest
+from .support.interceptors import RecordingInterceptor
+from .support.server import ServerThread
 from .support.store import LABEL_PARENT, Store
-from .test_consistency import RecordingInterceptor
 
 PINNED = {"io.cri-containerd.pinned": "pinned"}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from imageremoval.server.cleaning.inventory import InventoryImage
 from imageremoval.server.cleaning.plan_seal import PlanSeal
 from imageremoval.server.domain.errors import InvalidArgument
+from imageremoval.server.domain.images import InventoryImage
 from imageremoval.server.domain.model import ContentInfo, Descriptor, ImageRecord, LeaseResource
 from imageremoval.server.domain.selector import LabelMatch, Selector, glob_regex, kept_latest, matches
 from imageremoval.server.domain.sizes import (

@@ -13,10 +13,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from imageremoval.server.config import ServerConfig
 from imageremoval.server.containerd.daemon import PrivateContainerd
 
-from .conftest import Server, ServerThread
 from .support.images import file_layer, manifest
+from .support.interceptors import RecordingInterceptor
+from .support.server import Server, ServerThread
 from .support.store import Store
-from .test_consistency import RecordingInterceptor
 
 BIN = Path(sys.executable).parent
 

@@ -8,10 +8,8 @@ from typing import Any
 
 import grpc
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 
 from imageremoval.client import ImageRemovalClient, ImageRemovalError
-from imageremoval.gen.containerd.services.images.v1 import images_pb2
 from imageremoval.server.containerd.client import ContainerdClient
 from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.domain.errors import ImageChanged, Reason, RemovalError
@@ -19,52 +17,24 @@ from imageremoval.server.removal.service import ImageRemover, RemovalRequest
 from imageremoval.server.transport.error_status import code_of
 
 from .support.images import file_layer, manifest
+from .support.interceptors import BeforeReads, RecordingInterceptor
+from .support.remover import remover_on
 from .support.store import LABEL_PARENT, Store
-
-
-class RecordingInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    """Keeps every unary request sent to containerd, as containerd receives it."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        method = details.method.decode() if isinstance(details.method, bytes) else details.method
-        self.calls.append((method, request))
-        return await continuation(details, request)
-
-    def deletes(self) -> list[images_pb2.DeleteImageRequest]:
-        return [r for m, r in self.calls if m.endswith("/containerd.services.images.v1.Images/Delete")]
-
-    def lease_deletes(self) -> list[Any]:
-        return [r for m, r in self.calls if m.endswith("/containerd.services.leases.v1.Leases/Delete")]
-
-
-class HookedClient(ContainerdClient):
-    """A real containerd client that lets another writer act while the image's content is walked (after the
-    reference was resolved, before anything is changed)."""
-
-    hook: Callable[[], None] | None = None
-
-    async def read_blob(self, namespace: str, digest: str, size_limit: int = 4 * 1024 * 1024) -> bytes:
-        if self.hook is not None:
-            self.hook()
-        return await super().read_blob(namespace, digest, size_limit)
 
 
 @pytest.fixture
 async def recorded(containerd: PrivateContainerd) -> AsyncIterator[tuple[ImageRemover, RecordingInterceptor]]:
     interceptor = RecordingInterceptor()
     client = ContainerdClient.connect(containerd.address, interceptors=[interceptor])  # type: ignore[list-item]
-    yield ImageRemover(client, TracerProvider().get_tracer("test")), interceptor
+    yield remover_on(client), interceptor
     await client.close()
 
 
 @pytest.fixture
-async def hooked(containerd: PrivateContainerd) -> AsyncIterator[tuple[ImageRemover, HookedClient]]:
-    channel = grpc.aio.insecure_channel(f"unix://{containerd.address}")
-    client = HookedClient(channel)
-    yield ImageRemover(client, TracerProvider().get_tracer("test")), client
+async def hooked(containerd: PrivateContainerd) -> AsyncIterator[tuple[ImageRemover, BeforeReads]]:
+    reads = BeforeReads()
+    client = ContainerdClient.connect(containerd.address, interceptors=[reads])  # type: ignore[list-item]
+    yield remover_on(client), reads
     await client.close()
 
 
@@ -118,7 +88,7 @@ async def test_every_delete_carries_the_expected_target(
 
 
 async def test_a_tag_moved_before_the_first_change_aborts_with_nothing_removed(
-    hooked: tuple[ImageRemover, HookedClient], store: Store, ns: str
+    hooked: tuple[ImageRemover, BeforeReads], store: Store, ns: str
 ) -> None:
     remover, client = hooked
     image = small("moved")
@@ -138,7 +108,7 @@ async def test_a_tag_moved_before_the_first_change_aborts_with_nothing_removed(
 
 
 async def test_a_new_name_added_before_the_first_change_aborts(
-    hooked: tuple[ImageRemover, HookedClient], store: Store, ns: str
+    hooked: tuple[ImageRemover, BeforeReads], store: Store, ns: str
 ) -> None:
     remover, client = hooked
     image = small("added")
@@ -206,7 +176,7 @@ class FailDeletes(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-ar
 
 def _remover_with(containerd: PrivateContainerd, interceptor: Any) -> tuple[ImageRemover, ContainerdClient]:
     client = ContainerdClient.connect(containerd.address, interceptors=[interceptor])
-    return ImageRemover(client, TracerProvider().get_tracer("test")), client
+    return remover_on(client), client
 
 
 async def test_a_failure_after_the_first_change_says_what_changed_and_is_not_retried_blindly(

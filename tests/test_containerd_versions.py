@@ -12,16 +12,16 @@ from typing import Any
 
 import grpc
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 
 from imageremoval.gen.containerd.services.images.v1 import images_pb2
 from imageremoval.server.containerd.client import ContainerdClient
 from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.domain.errors import ImageChanged, NotFoundInContainerd
-from imageremoval.server.domain.model import Descriptor
+from imageremoval.server.domain.model import Descriptor, ImageRecord
 from imageremoval.server.removal.service import ImageRemover, RemovalRequest
 
 from .support.images import file_layer, manifest
+from .support.remover import remover_on
 from .support.store import Store
 
 NAME = "docker.io/library/moving:latest"
@@ -62,7 +62,7 @@ class BeforeDelete(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-a
 async def remover(containerd: PrivateContainerd) -> AsyncIterator[tuple[ImageRemover, BeforeDelete]]:
     hook = BeforeDelete()
     client = ContainerdClient.connect(containerd.address, interceptors=[hook])  # type: ignore[list-item]
-    yield ImageRemover(client, TracerProvider().get_tracer("test")), hook
+    yield remover_on(client), hook
     await client.close()
 
 
@@ -82,25 +82,29 @@ def _repoint(store: Store, ns: str, target: Any) -> Callable[[str], None]:
 
 
 async def test_a_delete_with_a_stale_target_is_refused_by_containerd_2(
-    on_2: None, remover: tuple[ImageRemover, BeforeDelete], store: Store, ns: str
+    on_2: None, containerd: PrivateContainerd, store: Store, ns: str
 ) -> None:
     _, other = _two_images(store, ns)
-    client = remover[0]._client
-    with pytest.raises(NotFoundInContainerd):
-        await client.delete_image(
-            ns, NAME, Descriptor(other.blob.media_type, other.blob.digest, other.blob.size), sync=True
-        )
+    stale = ImageRecord(NAME, Descriptor(other.blob.media_type, other.blob.digest, other.blob.size))
+    client = ContainerdClient.connect(containerd.address)
+    try:
+        with pytest.raises(NotFoundInContainerd):
+            await client.scope(ns).delete_image(stale, sync=True)
+    finally:
+        await client.close()
     assert store.target(ns, NAME) is not None, "the record is kept"
 
 
 async def test_a_delete_with_a_stale_target_is_obeyed_by_containerd_1_6(
-    on_1_6: None, remover: tuple[ImageRemover, BeforeDelete], store: Store, ns: str
+    on_1_6: None, containerd: PrivateContainerd, store: Store, ns: str
 ) -> None:
     _, other = _two_images(store, ns)
-    client = remover[0]._client
-    await client.delete_image(
-        ns, NAME, Descriptor(other.blob.media_type, other.blob.digest, other.blob.size), sync=True
-    )
+    stale = ImageRecord(NAME, Descriptor(other.blob.media_type, other.blob.digest, other.blob.size))
+    client = ContainerdClient.connect(containerd.address)
+    try:
+        await client.scope(ns).delete_image(stale, sync=True)
+    finally:
+        await client.close()
     assert store.target(ns, NAME) is None, "1.6 ignores the expected target"
 
 

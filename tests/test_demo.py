@@ -12,8 +12,8 @@ from imageremoval.client import ConflictError, ErrorReason, ImageRemovalClient, 
 from imageremoval.server.config import ServerConfig
 from imageremoval.server.containerd.daemon import PrivateContainerd
 
-from .conftest import Server
 from .support.ctr import Ctr
+from .support.server import Server
 from .support.store import Store
 
 

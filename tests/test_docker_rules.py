@@ -12,9 +12,9 @@ from imageremoval.client import ConflictError, ImageRemovalClient, ImageRemovalE
 from imageremoval.gen.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 from imageremoval.server.domain.errors import Reason
 
-from .helpers import deleted, pairs, untagged
 from .support.ctr import Ctr
 from .support.images import MEDIA_CONFIG, MEDIA_MANIFEST, Blob, Layer, Manifest, file_layer, index, manifest
+from .support.items import deleted, pairs, untagged
 from .support.store import LABEL_PARENT, Store
 
 

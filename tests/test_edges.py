@@ -32,12 +32,12 @@ from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.domain.errors import Reason
 from imageremoval.server.transport.listeners import UnixListener
 
-from .conftest import ServerThread
 from .support.h2 import rapid_reset, server_settings
 from .support.images import file_layer, manifest
+from .support.interceptors import SlowDeletes
 from .support.pki import Authority
+from .support.server import ServerThread
 from .support.store import Store
-from .test_production import SlowDeletes
 
 SERVICE = "imageremoval.v1.ImageRemovalService"
 SERVER_BIN = Path(sys.executable).parent / "imageremoval-server"

@@ -11,8 +11,8 @@ import pytest
 
 from imageremoval.gen.v1 import image_removal_pb2
 
-from .conftest import REPO, Server
 from .support.images import file_layer, manifest
+from .support.server import REPO, Server
 from .support.store import Store
 
 GO_DIR = Path(__file__).parent / "go"

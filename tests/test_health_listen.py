@@ -19,8 +19,8 @@ from imageremoval.server.config import ConfigError, ServerConfig, TlsConfig, loa
 from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.domain.errors import Reason
 
-from .conftest import ServerThread
 from .support.pki import Authority
+from .support.server import ServerThread
 
 SERVICE = "imageremoval.v1.ImageRemovalService"
 

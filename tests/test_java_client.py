@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, Server
 from .support.images import file_layer, manifest
+from .support.server import REPO, Server
 from .support.store import Store
 
 JAVA_DIR = Path(__file__).parent / "java"

@@ -29,9 +29,9 @@ from imageremoval.server.telemetry import names as t
 from imageremoval.server.telemetry.logs import CALLER, Caller, ContextFilter, JsonLines, TextLines
 from imageremoval.server.telemetry.rpc import ServerTelemetry
 
-from .conftest import ServerThread
 from .support.images import file_layer, manifest
 from .support.pki import Authority
+from .support.server import ServerThread
 from .support.store import Store
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

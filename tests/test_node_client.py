@@ -13,8 +13,8 @@ import pytest
 
 from imageremoval.server.domain.errors import DOMAIN, Conflict, Reason
 
-from .conftest import Server
 from .support.images import file_layer, manifest
+from .support.server import Server
 from .support.store import Store
 
 NODE_DIR = Path(__file__).parent / "node"

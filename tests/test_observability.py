@@ -38,8 +38,8 @@ from imageremoval.server.telemetry import names as t
 from imageremoval.server.telemetry.providers import service_version, telemetry_from_env
 from imageremoval.server.telemetry.scrape import serve_metrics
 
-from .conftest import ServerThread
 from .support.images import file_layer, manifest
+from .support.server import ServerThread
 from .support.store import Store
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

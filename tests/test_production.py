@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import stat
 import subprocess
 import sys
@@ -26,27 +25,13 @@ from imageremoval.server.config import ConfigError, Limits, ServerConfig, TlsCon
 from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.domain.errors import Reason
 
-from .conftest import ServerThread
 from .support.images import file_layer, manifest
+from .support.interceptors import SlowDeletes
 from .support.pki import Authority
+from .support.server import ServerThread
 from .support.store import Store
 
 SERVICE = "imageremoval.v1.ImageRemovalService"
-
-
-class SlowDeletes(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    """Makes each containerd image delete take a while, so a removal is in flight long enough to act on."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.started = threading.Event()
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
-        if method.endswith(".Images/Delete"):
-            self.started.set()
-            await asyncio.sleep(self.seconds)
-        return await continuation(details, request)
 
 
 def _serve(address: str, config: ServerConfig, **options: Any) -> ServerThread:

@@ -28,12 +28,12 @@ from imageremoval.server.domain.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, 
 from imageremoval.server.telemetry import names as t
 from imageremoval.server.telemetry.providers import telemetry_from_env
 
-from .conftest import Server
+from .support.cli import run_cli
 from .support.ctr import Ctr
 from .support.images import Layer, Manifest, file_layer, manifest
+from .support.server import Server
 from .support.store import Store
-from .test_cli_cleaning import _cli
-from .test_usage import DAY_NS, Tracked, eventually, lib, own_update, runnable
+from .support.usage import DAY_NS, Tracked, eventually, lib, own_update, runnable
 
 PINNED = {"io.cri-containerd.pinned": "pinned"}
 UNTRACKED = UsageSettings(enabled=False, min_age_s=0.0)
@@ -241,10 +241,12 @@ def test_cli_filter_unused_for_lists_only_images_not_used_that_long(untracked: T
     aged(store, ns, lib("cli-old:1"), 4.0)
     store.put(ns, [lib("cli-recent:1")], blobby("cli-recent"))
     aged(store, ns, lib("cli-recent:1"), 1.0)
-    shown = _cli(Server(untracked.thread, InMemorySpanExporter()), "ls", "-q", "--filter", "unused-for=72h", "-n", ns)
+    shown = run_cli(
+        Server(untracked.thread, InMemorySpanExporter()), "ls", "-q", "--filter", "unused-for=72h", "-n", ns
+    )
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.split() == [old.removeprefix("sha256:")[:12]]
-    bad = _cli(Server(untracked.thread, InMemorySpanExporter()), "ls", "--filter", "unused-for=soon", "-n", ns)
+    bad = run_cli(Server(untracked.thread, InMemorySpanExporter()), "ls", "--filter", "unused-for=soon", "-n", ns)
     assert bad.returncode == 2
 
 

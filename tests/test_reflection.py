@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from .conftest import REPO, Server
+from .support.server import REPO, Server
 
 SERVICE = "imageremoval.v1.ImageRemovalService"
 GRPCURL = REPO / ".tools" / "go-plugins" / "bin" / "grpcurl"

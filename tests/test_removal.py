@@ -7,9 +7,9 @@ import pytest
 from imageremoval.client import ImageRemovalClient, ImageRemovalError
 from imageremoval.server.domain.errors import Reason
 
-from .helpers import deleted, pairs, untagged
 from .support.ctr import Ctr
 from .support.images import Layer, file_layer, index, manifest
+from .support.items import deleted, pairs, untagged
 from .support.store import Store
 
 NAME = "docker.io/library/alpha:latest"

@@ -21,8 +21,8 @@ from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.domain.errors import Reason
 from imageremoval.server.telemetry import names as telemetry
 
-from .conftest import Server, ServerThread
 from .support.images import file_layer, manifest
+from .support.server import Server, ServerThread
 from .support.store import Store
 
 SERVICE = "imageremoval.v1.ImageRemovalService"

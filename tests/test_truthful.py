@@ -18,17 +18,18 @@ from imageremoval.gen.v1 import image_removal_pb2_grpc as pb_grpc
 from imageremoval.server.config import Limits, ServerConfig
 from imageremoval.server.containerd.client import LABEL_LEASE_EXPIRE, ContainerdClient
 from imageremoval.server.containerd.daemon import PrivateContainerd
+from imageremoval.server.domain.content import chain_id
 from imageremoval.server.domain.errors import Reason, RemovalError
 from imageremoval.server.domain.platforms import PlatformSpec
 from imageremoval.server.domain.policy import RemovalPolicy
-from imageremoval.server.removal.content_walk import chain_id
 from imageremoval.server.removal.service import ImageRemover, RemovalRequest
 from imageremoval.server.transport.error_status import code_of
 
-from .conftest import Server, ServerThread
 from .support import races
 from .support.ctr import Ctr
 from .support.images import Layer, Manifest, file_layer, index, manifest
+from .support.remover import remover_on
+from .support.server import Server, ServerThread
 from .support.store import LABEL_PARENT, Store
 
 IMAGES = "/containerd.services.images.v1.Images/"
@@ -77,7 +78,7 @@ class Faults(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
 async def faulty(containerd: PrivateContainerd) -> AsyncIterator[tuple[Faults, ImageRemover, ContainerdClient]]:
     faults = Faults()
     client = ContainerdClient.connect(containerd.address, interceptors=[faults])  # type: ignore[list-item]
-    remover = ImageRemover(client, TracerProvider().get_tracer("test"), settle_seconds=1.0)
+    remover = remover_on(client, settle_seconds=1.0)
     yield faults, remover, client
 
 
@@ -410,7 +411,7 @@ async def test_a_root_filesystem_prepared_while_the_records_are_gone_puts_them_b
 
     hook = AfterDelete(prepare)
     client = ContainerdClient.connect(containerd.address, interceptors=[hook])  # type: ignore[list-item]
-    remover = ImageRemover(client, TracerProvider().get_tracer("test"))
+    remover = remover_on(client)
     try:
         with pytest.raises(RemovalError) as caught:
             await remover.remove(RemovalRequest("window", ns))

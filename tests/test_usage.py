@@ -2,92 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
-from google.protobuf import duration_pb2, field_mask_pb2
-from opentelemetry.sdk.trace import TracerProvider
+from google.protobuf import duration_pb2
 
-from imageremoval.client import ImageRemovalClient
-from imageremoval.gen.containerd.services.images.v1 import images_pb2
 from imageremoval.gen.v1 import image_removal_pb2 as pb
-from imageremoval.server.config import ServerConfig, UsageSettings
+from imageremoval.server.config import UsageSettings
 from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.domain.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp
 
-from .conftest import ServerThread
 from .support.ctr import Ctr
-from .support.images import Layer, Manifest, file_layer, manifest
+from .support.images import Layer, file_layer, manifest
 from .support.store import Store
-from .test_consistency import RecordingInterceptor
-
-_T = TypeVar("_T")
-DAY_NS = 86_400 * 1_000_000_000
-
-
-def lib(name: str) -> str:
-    return f"docker.io/library/{name}"
-
-
-def eventually(probe: Callable[[], _T | None], what: str, attempts: int = 200) -> _T:
-    """Poll a condition the server reaches asynchronously (events, sweeps); bounded, not timed."""
-    for _ in range(attempts):
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
-
-
-class Tracked:
-    """A server of its own with usage tracking tuned for one test, and a client to it."""
-
-    def __init__(self, address: str, usage: UsageSettings, meter_provider: object = None, **config: object) -> None:
-        self.recorder = RecordingInterceptor()
-        options = {"meter_provider": meter_provider} if meter_provider is not None else {}
-        self.thread = ServerThread(
-            ServerConfig(listen="127.0.0.1:0", usage=usage, **config),  # type: ignore[arg-type]
-            address,
-            TracerProvider(),
-            containerd_interceptors=[self.recorder],
-            **options,
-        )
-        self.client = ImageRemovalClient(f"127.0.0.1:{self.thread.port}")
-        self.closed = False
-        tracker = self.thread.app.tracker
-        if tracker is not None:  # events after this point are seen; the first sweep is over
-            self.thread.call(asyncio.wait_for(tracker.subscribed.wait(), 30))
-            self.thread.call(asyncio.wait_for(tracker.swept.wait(), 30))
-
-    def image(self, ns: str, image_id: str) -> pb.Image | None:
-        return next((i for i in self.client.list_images(namespace=ns) if i.id == image_id), None)
-
-    def image_with(self, ns: str, image_id: str, field: str) -> pb.Image:
-        """The image once the server has recorded `field` (first_seen or last_used)."""
-
-        def probe() -> pb.Image | None:
-            image = self.image(ns, image_id)
-            return image if image is not None and image.HasField(field) else None
-
-        return eventually(probe, f"{field} of {image_id}")
-
-    def sweep(self, ns: str) -> None:
-        assert self.thread.app.tracker is not None
-        self.thread.call(self.thread.app.tracker.sweep([ns]))
-
-    def label_writes(self) -> int:
-        return sum(1 for m, _ in self.recorder.calls if m.endswith("/containerd.services.images.v1.Images/Update"))
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.client.close()
-        self.thread.stop()
+from .support.usage import DAY_NS, Tracked, lib, own_update, runnable
 
 
 @pytest.fixture
@@ -102,10 +32,6 @@ def tracked(containerd: PrivateContainerd) -> Iterator[Callable[..., Tracked]]:
     yield make
     for server in made:
         server.close()
-
-
-def runnable(busybox: Layer, note: str) -> Manifest:
-    return manifest((busybox, file_layer("note.txt", note.encode())), note=note)
 
 
 def test_first_seen_is_a_label_on_the_record_that_survives_a_server_restart(
@@ -209,19 +135,6 @@ def test_last_used_survives_a_containerd_restart(tmp_path: Path, busybox: Layer)
         own.close()
     finally:
         daemon.stop()
-
-
-def own_update(store: Store, ns: str, name: str, labels: dict[str, str]) -> None:
-    """Set labels as another writer would: labels-only mask, the whole record sent (containerd 2.4 needs its
-    target)."""
-    record = store.images.Get(images_pb2.GetImageRequest(name=name), metadata=store.md(ns)).image
-    record.labels.update(labels)
-    store.images.Update(
-        images_pb2.UpdateImageRequest(
-            image=record, update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels])
-        ),
-        metadata=store.md(ns),
-    )
 
 
 def test_unused_for_selects_by_last_use_and_never_an_image_of_unknown_or_young_age(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from imageremoval.server.domain.container_users import SnapshotForest
 from imageremoval.server.domain.model import SnapshotInfo, SnapshotKind
-from imageremoval.server.removal.container_users import SnapshotForest
 
 CHAIN = "sha256:" + "1" * 64
 CHILD_CHAIN = "sha256:" + "2" * 64

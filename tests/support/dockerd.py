@@ -26,7 +26,7 @@ from google.protobuf import any_pb2
 from imageremoval.gen.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 from imageremoval.gen.containerd.services.leases.v1 import leases_pb2
 from imageremoval.gen.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
-from imageremoval.server.removal.content_walk import chain_id
+from imageremoval.server.domain.content import chain_id
 
 from .ctr import Ctr
 from .images import Manifest

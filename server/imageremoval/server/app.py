@@ -25,6 +25,7 @@ from imageremoval.server.cleaning.usage_tracker import UsageTracker
 from imageremoval.server.cleaning.use_cases import NodeCleaning
 from imageremoval.server.config import Limits, ServerConfig, is_unix, parse_listen, unix_path
 from imageremoval.server.containerd.client import ContainerdClient
+from imageremoval.server.containerd.event_publisher import EventPublisher
 from imageremoval.server.domain.errors import RemovalError
 from imageremoval.server.domain.policy import RemovalPolicy
 from imageremoval.server.removal.reclaim import ReclaimEstimator
@@ -196,7 +197,8 @@ def create_server(
         max_concurrent=config.limits.max_concurrent_removals,
         min_deadline_s=config.limits.min_deadline_s,
     )
-    remover = ImageRemover(client, tracer, RemovalMetrics(meter_provider) if measuring else None, policy)
+    events = EventPublisher(client, tracer)
+    remover = ImageRemover(client, tracer, RemovalMetrics(meter_provider) if measuring else None, policy, events=events)
     reader = InventoryReader(client, policy)
     executor = PruneExecutor(client, remover, policy)
     min_age_ns = int(config.usage.min_age_s * 1e9)
@@ -264,7 +266,7 @@ def create_server(
         health_server=health_server,
         health_port=health_port,
         tracker=(
-            UsageTracker(client, InventoryReader(client, policy), config.usage, metrics=reclaim_metrics)
+            UsageTracker(client, client, InventoryReader(client, policy), config.usage, metrics=reclaim_metrics)
             if config.usage.enabled
             else None
         ),

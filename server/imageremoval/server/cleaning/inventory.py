@@ -10,8 +10,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from imageremoval.server.containerd.client import ContainerdClient
+from imageremoval.server.domain.container_users import DEFAULT_SNAPSHOTTER, ContainerUsers
+from imageremoval.server.domain.content import ImageContent, PlatformManifest, chain_id
 from imageremoval.server.domain.errors import NotFoundInContainerd, RemovalError
+from imageremoval.server.domain.images import Inventory, InventoryImage
 from imageremoval.server.domain.model import (
     LABEL_GC_CONTENT_PREFIX,
     LABEL_GC_SNAPSHOT_PREFIX,
@@ -29,59 +31,18 @@ from imageremoval.server.domain.platforms import PlatformSpec
 from imageremoval.server.domain.policy import PINNED_LABEL, RemovalPolicy
 from imageremoval.server.domain.references import familiar_name, is_dangling
 from imageremoval.server.domain.sizes import (
-    ImageSizes,
     ResourceGraph,
     blob_node,
     image_closures,
     image_sizes,
     parse_node,
 )
-from imageremoval.server.domain.usage import Usage, usage_of, without_usage
-from imageremoval.server.removal.container_users import DEFAULT_SNAPSHOTTER, ContainerUsers
-from imageremoval.server.removal.content_walk import ImageContent, PlatformManifest, chain_id
+from imageremoval.server.domain.store import ImageStore, ImageStores
+from imageremoval.server.domain.usage import usage_of, without_usage
 
 _log = logging.getLogger(__name__)
 _READ_CONCURRENCY = 32
 _CACHE_ENTRIES = 200_000
-
-
-@dataclass(frozen=True, slots=True)
-class InventoryImage:
-    """One image: every record with the same target, and what a user needs to decide about it."""
-
-    id: str
-    records: tuple[ImageRecord, ...]
-    names: tuple[str, ...]  # familiar, sorted
-    created_ns: int  # its oldest record's creation, nanoseconds since the epoch
-    dangling: bool
-    labels: Mapping[str, str]
-    platforms: tuple[PlatformSpec, ...]
-    running: int
-    stopped: int
-    protected_rule: str
-    sizes: ImageSizes
-    parent: str  # org.mobyproject.image.parent of its records ("" if none)
-    usage: Usage = field(default_factory=Usage)
-    users: tuple[str, ...] = ()  # IDs of the containers using it
-
-    @property
-    def newest_created_ns(self) -> int:
-        """Its newest record's creation: a re-tag or a fresh pull is young whatever the image's age."""
-        return max((r.created_ns for r in self.records), default=0)
-
-    @property
-    def in_use(self) -> bool:
-        return self.running + self.stopped > 0
-
-
-@dataclass(slots=True)
-class Inventory:
-    """Everything one listing read, so a plan can compute what removing a set of images frees."""
-
-    namespace: str
-    images: list[InventoryImage]
-    graph: ResourceGraph
-    closures: dict[str, set[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +81,8 @@ class _BlobCache:
 class InventoryReader:
     """Reads inventories; one per server, so immutable blobs and committed snapshots are read only once."""
 
-    def __init__(self, client: ContainerdClient, policy: RemovalPolicy) -> None:
-        self._client = client
+    def __init__(self, stores: ImageStores, policy: RemovalPolicy) -> None:
+        self._stores = stores
         self._policy = policy
         self._blobs = _BlobCache()
         self._usage: OrderedDict[tuple[str, str], int] = OrderedDict()  # committed snapshots only
@@ -131,25 +92,23 @@ class InventoryReader:
 
     async def read(self, namespace: str) -> Inventory:
         """One consistent-enough read of the namespace: records, content, snapshots, leases, containers."""
+        store = self._stores.scope(namespace)
         records, content, containers, leases = await asyncio.gather(
-            self._client.list_images(namespace),
-            self._client.list_content(namespace, []),
-            self._client.list_containers(namespace),
-            self._client.lease_resources(namespace),
+            store.images(), store.all_content(), store.containers(), store.lease_resources()
         )
-        snapshots = await self._snapshots(namespace, content, containers, leases)
+        snapshots = await self._snapshots(store, content, containers, leases)
         graph = ResourceGraph.build(content, snapshots, leases, containers)
         by_id: dict[str, list[ImageRecord]] = {}
         for record in records:
             by_id.setdefault(record.image_id, []).append(record)
         closures = image_closures(graph, {image_id: image_id for image_id in by_id})
         committed = {(s.snapshotter, s.name) for s in snapshots if s.committed}
-        await self._size_snapshots(namespace, graph, set().union(*closures.values()) if closures else set(), committed)
+        await self._size_snapshots(store, graph, set().union(*closures.values()) if closures else set(), committed)
         sizes = image_sizes(graph, closures)
         infos = {c.digest: c for c in content}
         ids = sorted(by_id)
-        described = await self._describe_all(namespace, [by_id[i][0].target for i in ids], infos)
-        users = ContainerUsers(self._client, namespace, containers)
+        described = await self._describe_all(store, [by_id[i][0].target for i in ids], infos)
+        users = ContainerUsers(store, containers)
         images: list[InventoryImage] = []
         for image_id, about in zip(ids, described, strict=True):
             own = tuple(sorted(by_id[image_id], key=lambda r: r.name))
@@ -200,7 +159,7 @@ class InventoryReader:
 
     async def _snapshots(
         self,
-        namespace: str,
+        store: ImageStore,
         content: Sequence[ContentInfo],
         containers: Sequence[ContainerRecord],
         leases: Sequence[LeaseResource],
@@ -218,13 +177,13 @@ class InventoryReader:
         found: list[SnapshotInfo] = []
         for name in sorted(n for n in names if n):
             try:
-                found.extend(await self._client.list_snapshots(namespace, name))
+                found.extend(await store.snapshots(name))
             except RemovalError as exc:
                 _log.info("cannot list snapshots of %s: %s", name, exc.message)
         return found
 
     async def _size_snapshots(
-        self, namespace: str, graph: ResourceGraph, nodes: Collection[str], committed: Collection[tuple[str, str]]
+        self, store: ImageStore, graph: ResourceGraph, nodes: Collection[str], committed: Collection[tuple[str, str]]
     ) -> None:
         """Usage of every snapshot an image holds; committed layers are immutable, so asked for once."""
         semaphore = asyncio.Semaphore(_READ_CONCURRENCY)
@@ -235,7 +194,7 @@ class InventoryReader:
             if cached is None:
                 async with semaphore:
                     try:
-                        cached = await self._client.snapshot_usage(namespace, snapshotter, key)
+                        cached = await store.snapshot_usage(snapshotter, key)
                     except (NotFoundInContainerd, RemovalError):
                         cached = 0
                 if (snapshotter, key) in committed:
@@ -247,7 +206,7 @@ class InventoryReader:
         await asyncio.gather(*(usage(n) for n in graph.snapshots_in(nodes)))
 
     async def _describe_all(
-        self, namespace: str, targets: Sequence[Descriptor], infos: Mapping[str, ContentInfo]
+        self, store: ImageStore, targets: Sequence[Descriptor], infos: Mapping[str, ContentInfo]
     ) -> list[_Described]:
         """Describe every image from cached blobs; the blobs missing from the cache are read concurrently, in
         rounds (an index, then its manifests, then their configs), so a warm listing makes no read at all."""
@@ -266,7 +225,7 @@ class InventoryReader:
                     still.append(position)
             if not still:
                 break
-            found = await asyncio.gather(*(self._read_json(namespace, d, semaphore) for d in sorted(missing)))
+            found = await asyncio.gather(*(self._read_json(store, d, semaphore) for d in sorted(missing)))
             for digest, value in zip(sorted(missing), found, strict=True):
                 if value is None:
                     failed.add(digest)
@@ -275,13 +234,15 @@ class InventoryReader:
             pending = still
         return [d if d is not None else _Described() for d in described]
 
-    async def _read_json(self, namespace: str, digest: str, semaphore: asyncio.Semaphore) -> dict[str, Any] | None:
+    async def _read_json(self, store: ImageStore, digest: str, semaphore: asyncio.Semaphore) -> dict[str, Any] | None:
         """A small JSON blob, parsed ({} when not a JSON object); None when it cannot be read."""
         async with semaphore:
             try:
-                raw = await self._client.read_blob(namespace, digest)
-            except (NotFoundInContainerd, RemovalError):
+                raw = await store.read_blob(digest)
+            except RemovalError:
                 return None
+        if raw is None:
+            return None
         try:
             value = json.loads(raw)
         except (ValueError, UnicodeDecodeError):

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from imageremoval.server.cleaning.prune_plan import SkipReason
-from imageremoval.server.containerd.client import ContainerdClient
 from imageremoval.server.domain.errors import (
     ImageChanged,
     ImageConflict,
@@ -19,6 +18,7 @@ from imageremoval.server.domain.errors import (
 from imageremoval.server.domain.model import LABEL_PARENT, Item
 from imageremoval.server.domain.policy import RemovalPolicy
 from imageremoval.server.domain.sizes import blob_node, parse_node, snapshot_node
+from imageremoval.server.domain.store import ImageStores
 from imageremoval.server.removal.service import ImageRemover, RemovalRequest
 
 _log = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ Progress = Removed | Skip | Summary
 class PruneExecutor:
     """Removes a plan's images one by one with RemoveImage's rules, then collects garbage once."""
 
-    def __init__(self, client: ContainerdClient, remover: ImageRemover, policy: RemovalPolicy) -> None:
-        self._client = client
+    def __init__(self, stores: ImageStores, remover: ImageRemover, policy: RemovalPolicy) -> None:
+        self._stores = stores
         self._remover = remover
         self._policy = policy
 
@@ -82,7 +82,7 @@ class PruneExecutor:
         """
         namespace = plan.namespace
         self._policy.check_namespace(namespace, identities)
-        records = await self._client.list_images(namespace)
+        records = await self._stores.scope(namespace).images()
         children: dict[str, set[str]] = {}
         for record in records:
             if record.labels.get(LABEL_PARENT):
@@ -183,8 +183,7 @@ class PruneExecutor:
     async def _collect(self, namespace: str) -> None:
         """The one synchronous garbage collection of the execution (deleting a lease with sync runs one)."""
         try:
-            async with self._client.temporary_lease(namespace):
-                pass
+            await self._stores.scope(namespace).collect_garbage()
         except RemovalError as exc:
             _log.warning("prune: garbage collection failed: %s", exc.message)
 
@@ -194,10 +193,11 @@ class PruneExecutor:
         If containerd cannot be asked, nothing is reported as freed (never a guess).
         """
         present: set[str] = set()
+        store = self._stores.scope(namespace)
         try:
-            present.update(blob_node(info.digest) for info in await self._client.list_content(namespace, []))
+            present.update(blob_node(info.digest) for info in await store.all_content())
             for snapshotter in sorted({parse_node(n)[1] for n in nodes} - {""}):
-                listing = await self._client.list_snapshots(namespace, snapshotter)
+                listing = await store.snapshots(snapshotter)
                 present.update(snapshot_node(s.snapshotter, s.name) for s in listing)
         except RemovalError as exc:
             _log.warning("prune: cannot measure what was freed: %s", exc.message)

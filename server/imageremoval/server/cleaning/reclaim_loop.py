@@ -16,8 +16,8 @@ from imageremoval.server.cleaning.space_reclaim import (
     SpaceReclaimer,
 )
 from imageremoval.server.config import LoopSettings
-from imageremoval.server.containerd.client import CALL_DEADLINE, ContainerdClient
 from imageremoval.server.domain.errors import RemovalError
+from imageremoval.server.domain.store import ImageStores
 
 _log = logging.getLogger(__name__)
 
@@ -40,12 +40,12 @@ class ReclaimLoop:
 
     def __init__(
         self,
-        client: ContainerdClient,
+        stores: ImageStores,
         reclaimer: SpaceReclaimer,
         settings: LoopSettings,
         on_run: Callable[[LoopRun], None] | None = None,
     ) -> None:
-        self._client = client
+        self._stores = stores
         self._reclaimer = reclaimer
         self._settings = settings
         self._on_run = on_run
@@ -64,7 +64,6 @@ class ReclaimLoop:
             self._task = None
 
     async def _forever(self) -> None:
-        CALL_DEADLINE.set(None)
         while True:
             try:
                 await self.check()
@@ -82,7 +81,7 @@ class ReclaimLoop:
         target = ReclaimTarget(usage_percent=self._settings.low_percent)
         removed = skipped = freed = 0
         stop = STOP_NOTHING_MORE
-        for namespace in await self._client.list_namespaces():
+        for namespace in await self._stores.namespaces():
             summary: ReclaimSummary | None = None
             async for step in self._reclaimer.reclaim(namespace, target, trigger="loop"):
                 if isinstance(step, ReclaimSummary):

@@ -8,14 +8,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from google.protobuf import any_pb2
-
-from imageremoval.gen.containerd.events import usage_pb2
 from imageremoval.server.cleaning.inventory import InventoryReader
 from imageremoval.server.config import UsageSettings
-from imageremoval.server.containerd.client import CALL_DEADLINE, ContainerdClient, quote
 from imageremoval.server.domain.errors import NotFoundInContainerd, RemovalError
 from imageremoval.server.domain.model import ImageRecord
+from imageremoval.server.domain.store import ImageStores, StoreEvent, StoreEvents
 from imageremoval.server.domain.usage import LABEL_FIRST_SEEN, LABEL_LAST_USED, format_stamp, parse_stamp
 from imageremoval.server.telemetry.names import TOPIC_PROBE
 from imageremoval.server.telemetry.reclaim_metrics import ReclaimMetrics
@@ -35,14 +32,16 @@ class UsageTracker:
 
     def __init__(
         self,
-        client: ContainerdClient,
+        stores: ImageStores,
+        events: StoreEvents,
         reader: InventoryReader,
         settings: UsageSettings,
         clock: Callable[[], int] = time.time_ns,
         metrics: ReclaimMetrics | None = None,
     ) -> None:
         self._metrics = metrics
-        self._client = client
+        self._stores = stores
+        self._events = events
         self._reader = reader
         self._settings = settings
         self._clock = clock
@@ -74,8 +73,7 @@ class UsageTracker:
     async def sweep(self, namespaces: Sequence[str] | None = None) -> None:
         """One pass: every image gets its first-seen; every image a container uses (by RemoveImage's lineage
         rule) gets last-used now, unless written less than write_interval ago."""
-        CALL_DEADLINE.set(None)
-        for namespace in namespaces if namespaces is not None else await self._client.list_namespaces():
+        for namespace in namespaces if namespaces is not None else await self._stores.namespaces():
             try:
                 inventory = await self._reader.read(namespace)
             except RemovalError as exc:
@@ -111,19 +109,18 @@ class UsageTracker:
 
     async def _listen(self) -> None:
         """Follow containerd's events; reconnect after a break (the sweep covers the gap)."""
-        CALL_DEADLINE.set(None)
         while True:
             try:
                 self.subscribed.clear()
                 probe = asyncio.create_task(self._probe(), name="usage-probe")
-                async for namespace, topic, payload in self._client.subscribe((*TOPICS, TOPIC_PROBE)):
-                    if topic == TOPIC_PROBE:
+                async for event in self._events.events((*TOPICS, TOPIC_PROBE)):
+                    if event.topic == TOPIC_PROBE:
                         self.subscribed.set()
                         continue
                     try:
-                        await self.on_event(namespace, topic, payload)
+                        await self.on_event(event)
                     except RemovalError as exc:
-                        _log.info("usage event %s not recorded: %s", topic, exc.message)
+                        _log.info("usage event %s not recorded: %s", event.topic, exc.message)
             except RemovalError as exc:
                 _log.info("containerd's event stream broke: %s", exc.message)
             except Exception:
@@ -136,46 +133,36 @@ class UsageTracker:
         """Publish probes until our own subscription sees one (containerd confirms no subscription)."""
         for _ in range(600):
             with contextlib.suppress(RemovalError):
-                await self._client.publish_probe(PROBE_NAMESPACE)
+                await self._events.probe(PROBE_NAMESPACE, TOPIC_PROBE)
             await asyncio.sleep(0.1)
             if self.subscribed.is_set():
                 return
 
-    async def on_event(self, namespace: str, topic: str, payload: any_pb2.Any) -> None:
+    async def on_event(self, event: StoreEvent) -> None:
         """One event: the images of the container it names are used now; a new image is first seen now."""
         now = self._clock()
+        namespace, topic, container = event.namespace, event.topic, event.container
         if topic == "/images/create":
-            return await self._first_seen_by_name(namespace, payload, now)
+            return await self._first_seen_by_name(event, now)
         if topic == "/containers/create":
-            created = usage_pb2.ContainerCreate()
-            created.ParseFromString(payload.value)
-            known = self._names.get((namespace, created.image))
+            known = self._names.get((namespace, event.image))
             if known is not None and self._fresh((namespace, known), now):
-                self._remember(namespace, created.id, known)  # recorded less than write_interval ago: no read
+                self._remember(namespace, container, known)  # recorded less than write_interval ago: no read
                 return None
-            records = await self._records_named(namespace, created.image)
+            records = await self._records_named(namespace, event.image)
             recorded = await self._record(namespace, records, used=True, now=now)
             if records:
-                self._remember(namespace, created.id, records[0].image_id)
-                self._names[(namespace, created.image)] = records[0].image_id
+                self._remember(namespace, container, records[0].image_id)
+                self._names[(namespace, event.image)] = records[0].image_id
                 self._recent[(namespace, records[0].image_id)] = recorded
             return None
-        message: usage_pb2.ContainerDelete | usage_pb2.TaskStart | usage_pb2.TaskExit
-        if topic == "/containers/delete":
-            message = usage_pb2.ContainerDelete()
-            message.ParseFromString(payload.value)
-            container = message.id
-        else:
-            message = usage_pb2.TaskStart() if topic == "/tasks/start" else usage_pb2.TaskExit()
-            message.ParseFromString(payload.value)
-            container = message.container_id
         images = self._containers.get((namespace, container), ())
         if topic == "/containers/delete":
             self._containers.pop((namespace, container), None)
         for image_id in images:
             if self._fresh((namespace, image_id), now):
                 continue
-            records = await self._client.list_images(namespace, [f"target.digest=={quote(image_id)}"])
+            records = await self._stores.scope(namespace).records_of(image_id)
             self._recent[(namespace, image_id)] = await self._record(namespace, records, used=True, now=now)
         return None
 
@@ -186,28 +173,25 @@ class UsageTracker:
         seen = self._recent.get(key)
         return seen is not None and now - seen < int(self._settings.write_interval_s * _SECOND)
 
-    async def _first_seen_by_name(self, namespace: str, payload: any_pb2.Any, now: int) -> None:
+    async def _first_seen_by_name(self, event: StoreEvent, now: int) -> None:
         """A new record: one read (its target, which the update must carry) and one write; the event carries
         its labels, so copied usage labels are kept without asking."""
-        created = usage_pb2.ImageCreate()
-        created.ParseFromString(payload.value)
-        if not created.name or parse_stamp(created.labels.get(LABEL_FIRST_SEEN, "")) is not None:
+        if not event.image or parse_stamp(event.labels.get(LABEL_FIRST_SEEN, "")) is not None:
             return
-        try:
-            record = await self._client.get_image(namespace, created.name)  # the update needs its target
-        except NotFoundInContainerd:
+        record = await self._stores.scope(event.namespace).image(event.image)  # the update needs its target
+        if record is None:
             return
-        await self._write(namespace, record, {LABEL_FIRST_SEEN: format_stamp(now)}, "event")
+        await self._write(event.namespace, record, {LABEL_FIRST_SEEN: format_stamp(now)}, "event")
 
     async def _records_named(self, namespace: str, name: str) -> list[ImageRecord]:
         """Every record of the image this name points at (all of them carry the usage)."""
         if not name:
             return []
-        try:
-            record = await self._client.get_image(namespace, name)
-        except NotFoundInContainerd:
+        store = self._stores.scope(namespace)
+        record = await store.image(name)
+        if record is None:
             return []
-        return await self._client.list_images(namespace, [f"target.digest=={quote(record.image_id)}"])
+        return await store.records_of(record.image_id)
 
     def _remember(self, namespace: str, container: str, image_id: str) -> None:
         key = (namespace, container)
@@ -240,7 +224,7 @@ class UsageTracker:
     async def _write(self, namespace: str, record: ImageRecord, labels: dict[str, str], source: str) -> None:
         """One labels-only update of one record; a record removed meanwhile has nothing to record."""
         try:
-            await self._client.update_image_labels(namespace, record, labels)
+            await self._stores.scope(namespace).set_image_labels(record, labels)
         except NotFoundInContainerd:
             return
         self.writes += 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from imageremoval.server.containerd.client import CALL_DEADLINE, ContainerdClient
+from imageremoval.server.containerd.client import ContainerdClient
 from imageremoval.server.domain.errors import RemovalError
 from imageremoval.server.domain.model import Item, ItemKind
 from imageremoval.server.telemetry import names as t
@@ -60,7 +60,6 @@ class EventPublisher:
 
     async def _run(self) -> None:
         """Publish until the queue is empty, then end (the next publish starts a new worker)."""
-        CALL_DEADLINE.set(None)
         CALLER.set(None)  # the worker serves every removal: its log lines name no single caller
         while not self._queue.empty():
             batch = self._queue.get_nowait()
@@ -77,10 +76,11 @@ class EventPublisher:
     async def _send(self, namespace: str, item: Item) -> None:
         """One event; any failure is logged and the worker goes on with the next."""
         try:
+            store = self._client.scope(namespace)  # after the reply: no caller's deadline applies
             if item.kind is ItemKind.UNTAGGED:
-                await self._client.publish_untag(namespace, item.image_id, item.value)
+                await store.publish_untag(item.image_id, item.value)
             else:
-                await self._client.publish_delete(namespace, item.value)
+                await store.publish_delete(item.value)
         except RemovalError as exc:
             _log.warning("event not published: %s", exc.message)
         except Exception:

@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from imageremoval.server.domain.content import ImageContent, PlatformManifest
 from imageremoval.server.domain.errors import InvalidArgument, PlatformNotFound, PlatformShared, Reason
-from imageremoval.server.removal.content_walk import ImageContent, PlatformManifest
 
 _PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 MAX_PLATFORMS = 64

@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from imageremoval.server.cleaning.inventory import InventoryImage
 from imageremoval.server.domain.errors import InvalidArgument, Reason
+from imageremoval.server.domain.images import InventoryImage
 from imageremoval.server.domain.references import parse_stored_name
 from imageremoval.server.domain.usage import unused_for_at_least
 

@@ -12,7 +12,7 @@ already there raises NotFoundInContainerd or AlreadyExistsInContainerd.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from imageremoval.server.domain.model import (
@@ -173,6 +173,29 @@ class ImageStores(Protocol):
 
     async def namespaces(self) -> list[str]:
         """Every namespace containerd knows."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreEvent:
+    """One event of containerd's stream, decoded: what happened to which container or image, where."""
+
+    namespace: str
+    topic: str  # containerd's topic, e.g. "/containers/create", "/tasks/exit", "/images/create"
+    container: str = ""  # the container an event about a container or its task names
+    image: str = ""  # the image name a container was created from, or the name of a created image record
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)  # a created image record's labels
+
+
+class StoreEvents(Protocol):
+    """containerd's event stream, every namespace at once; and a probe that travels it."""
+
+    def events(self, topics: Iterable[str]) -> AsyncIterator[StoreEvent]:
+        """The events on these topics until the stream breaks (then a RemovalError)."""
+        ...
+
+    async def probe(self, namespace: str, topic: str) -> None:
+        """Publish an empty event on `topic`: a subscriber that sees it knows it is subscribed."""
         ...
 
 

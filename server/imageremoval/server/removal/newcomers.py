@@ -15,11 +15,11 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from imageremoval.server.containerd.client import ContainerdClient
+from imageremoval.server.domain.container_users import DEFAULT_SNAPSHOTTER, ContainerUsers
+from imageremoval.server.domain.content import ImageContent
 from imageremoval.server.domain.errors import RemovalError
 from imageremoval.server.domain.model import TaskState
-from imageremoval.server.removal.container_users import DEFAULT_SNAPSHOTTER, ContainerUsers
-from imageremoval.server.removal.content_walk import ImageContent
+from imageremoval.server.domain.store import ImageStore
 
 _log = logging.getLogger(__name__)
 
@@ -37,18 +37,17 @@ class Seen:
 
 
 async def _pending(
-    client: ContainerdClient,
-    namespace: str,
+    store: ImageStore,
     snapshotters: Collection[str],
     content: ImageContent,
 ) -> set[str]:
     """Active snapshots on the image's chain IDs, or being unpacked into one of its layers (containerd's
     unpacker names them `extract-<unique> <chain ID>`), owned by a container or not."""
-    chains = set((await content.chain_ids(client, namespace)).values())
+    chains = set((await content.chain_ids(store)).values())
     if not chains:
         return set()
-    prefixes = await content.prefix_chains(client, namespace)
-    found = await asyncio.gather(*(_active_in(client, namespace, s) for s in snapshotters))
+    prefixes = await content.prefix_chains(store)
+    found = await asyncio.gather(*(_active_in(store, s) for s in snapshotters))
     return {
         key
         for active in found
@@ -57,19 +56,18 @@ async def _pending(
     }
 
 
-async def _active_in(client: ContainerdClient, namespace: str, snapshotter: str) -> dict[str, str]:
+async def _active_in(store: ImageStore, snapshotter: str) -> dict[str, str]:
     """A snapshotter containerd has not loaded (a container may name any) has nothing to show; its
     containers are matched by image name instead."""
     try:
-        return await client.active_snapshots(namespace, snapshotter)
+        return await store.active_snapshots(snapshotter)
     except RemovalError as exc:
         _log.info("snapshotter %s cannot list snapshots (%s)", snapshotter, exc.message)
         return {}
 
 
 async def seen_before(
-    client: ContainerdClient,
-    namespace: str,
+    store: ImageStore,
     users: ContainerUsers,
     using: Collection[tuple[str, TaskState]],
     content: ImageContent,
@@ -78,7 +76,7 @@ async def seen_before(
     used = {c.snapshotter or DEFAULT_SNAPSHOTTER for c in users.containers}
     snapshotters = tuple(sorted(used | {DEFAULT_SNAPSHOTTER}))
     owned = {c.snapshot_key for c in users.containers} | {c.id for c in users.containers}
-    active = await _pending(client, namespace, snapshotters, content)
+    active = await _pending(store, snapshotters, content)
     return Seen(
         containers=frozenset(c.id for c in users.containers),
         users=frozenset(c for c, _ in using),
@@ -94,8 +92,7 @@ def pending_users(seen: Seen) -> list[tuple[str, TaskState]]:
 
 
 async def newcomers(
-    client: ContainerdClient,
-    namespace: str,
+    store: ImageStore,
     image_id: str,
     names: Collection[str],
     content: ImageContent,
@@ -104,16 +101,14 @@ async def newcomers(
     """Users now that were not there before, in one round: a new active snapshot on the image's layers (or an
     unpack of them), as its container or as a stopped container on its way; and a new container record that
     names the image and has no snapshot there (containers are matched by name only when lineage cannot tell)."""
-    containers, active = await asyncio.gather(
-        client.list_containers(namespace), _pending(client, namespace, before.snapshotters, content)
-    )
+    containers, active = await asyncio.gather(store.containers(), _pending(store, before.snapshotters, content))
     owners = {c.snapshot_key: c.id for c in containers if c.snapshot_key}
     found = {owners.get(key, key) for key in active - before.active}
     found |= {c.id for c in containers if c.id not in before.containers and c.image in names and not c.snapshot_key}
     found -= before.users
     if not found:
         return []
-    states = await client.task_states(namespace)
+    states = await store.task_states()
     new = [(c, states.get(c, TaskState.STOPPED)) for c in sorted(found)]
     new.sort(key=lambda pair: pair[1] is not TaskState.RUNNING)
     _log.debug("users of %s appeared during the removal: %s", image_id, new)

@@ -6,10 +6,10 @@ import enum
 import logging
 from collections.abc import Collection
 
-from imageremoval.server.containerd.client import ContainerdClient
 from imageremoval.server.domain.errors import ContainerdUnavailable, DeadlineExceeded, OutcomeUnknown, RemovalError
 from imageremoval.server.domain.model import ImageRecord
 from imageremoval.server.domain.references import familiar_name
+from imageremoval.server.domain.store import ImageStore
 
 _log = logging.getLogger(__name__)
 
@@ -27,12 +27,10 @@ class Found(enum.Enum):
     MOVED = "moved"  # the name now points elsewhere
 
 
-async def after_lost_delete(
-    client: ContainerdClient, namespace: str, record: ImageRecord, cause: RemovalError, wait_seconds: float
-) -> Found:
+async def after_lost_delete(store: ImageStore, record: ImageRecord, cause: RemovalError, wait_seconds: float) -> Found:
     """Read the record again, waiting for containerd to come back; OutcomeUnknown if it does not in time."""
     try:
-        current = await client.find_image(namespace, record.name, wait_seconds=wait_seconds)
+        current = await store.await_image(record.name, wait_seconds=wait_seconds)
     except LOST_ANSWER as error:
         raise unknown(f"delete {familiar_name(record.name)}", record, cause, error) from None
     _log.info("containerd answers again; delete of %s %s", record.name, "happened" if current is None else "not seen")
@@ -41,20 +39,17 @@ async def after_lost_delete(
     return Found.PRESENT if current.target.digest == record.target.digest else Found.MOVED
 
 
-async def after_lost_create(
-    client: ContainerdClient, namespace: str, record: ImageRecord, cause: RemovalError, wait_seconds: float
-) -> bool:
+async def after_lost_create(store: ImageStore, record: ImageRecord, cause: RemovalError, wait_seconds: float) -> bool:
     """Whether a record whose create got no answer exists now (with that target)."""
     try:
-        current = await client.find_image(namespace, record.name, wait_seconds=wait_seconds)
+        current = await store.await_image(record.name, wait_seconds=wait_seconds)
     except LOST_ANSWER as error:
         raise unknown(f"create {familiar_name(record.name)}", record, cause, error) from None
     return current is not None and current.target.digest == record.target.digest
 
 
 async def after_lost_label_removal(
-    client: ContainerdClient,
-    namespace: str,
+    store: ImageStore,
     record: ImageRecord,
     labels: Collection[str],
     cause: RemovalError,
@@ -62,7 +57,7 @@ async def after_lost_label_removal(
 ) -> bool:
     """Whether the labels whose removal from the record's target got no answer are gone now."""
     try:
-        info = await client.find_content(namespace, record.target.digest, wait_seconds=wait_seconds)
+        info = await store.await_content(record.target.digest, wait_seconds=wait_seconds)
     except LOST_ANSWER as error:
         raise unknown(f"update {record.target.digest}", record, cause, error) from None
     return info is None or not any(label in info.labels for label in labels)

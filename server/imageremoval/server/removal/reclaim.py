@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from imageremoval.server.cleaning.inventory import InventoryReader
-from imageremoval.server.containerd.client import ContainerdClient
-from imageremoval.server.domain.errors import NotFoundInContainerd, RemovalError
+from imageremoval.server.domain.errors import RemovalError
 from imageremoval.server.domain.model import LABEL_GC_SNAPSHOT_PREFIX, Item, ItemKind
 from imageremoval.server.domain.references import parse_reference
 from imageremoval.server.domain.sizes import freed_by_platforms, reclaimable
+from imageremoval.server.domain.store import ImageStore, ImageStores
 from imageremoval.server.removal.content_walk import walk_present
 from imageremoval.server.removal.resolve import resolve
 from imageremoval.server.removal.service import ImageRemover, RemovalRequest
@@ -20,8 +20,8 @@ _MAX_CHAIN = 256  # layers a snapshot chain may have before we stop following pa
 class ReclaimEstimator:
     """Wraps the remover to answer RemoveImageResponse.reclaimable_bytes."""
 
-    def __init__(self, client: ContainerdClient, remover: ImageRemover, reader: InventoryReader) -> None:
-        self._client = client
+    def __init__(self, stores: ImageStores, remover: ImageRemover, reader: InventoryReader) -> None:
+        self._stores = stores
         self._remover = remover
         self._reader = reader
 
@@ -48,56 +48,54 @@ class ReclaimEstimator:
         items = await self._remover.remove(request)
         if not any(i.kind is ItemKind.DELETED for i in items) or not candidates:
             return items, 0
-        return items, await self._gone(request.namespace, candidates)
+        return items, await self._gone(self._stores.scope(request.namespace), candidates)
 
     async def _candidates(self, request: RemovalRequest) -> dict[tuple[str, str, str], int]:
         """(kind, snapshotter, id) -> bytes of everything the image holds now; empty when it cannot be read
         (the removal itself then reports the error)."""
+        store = self._stores.scope(request.namespace)
         try:
-            resolution = await resolve(self._client, request.namespace, parse_reference(request.reference))
-            content = await walk_present(self._client, request.namespace, resolution.all[0].target)
-        except (RemovalError, NotFoundInContainerd):
+            resolution = await resolve(store, parse_reference(request.reference))
+            content = await walk_present(store, resolution.all[0].target)
+        except RemovalError:
             return {}
         found: dict[tuple[str, str, str], int] = {("c", "", d): s for d, s in content.blobs.items()}
         for config in content.configs:
             try:
-                info = await self._client.content_info(request.namespace, config)
-            except (RemovalError, NotFoundInContainerd):
+                info = await store.content(config)
+            except RemovalError:
+                continue
+            if info is None:
                 continue
             for key, top in info.labels.items():
                 if key.startswith(LABEL_GC_SNAPSHOT_PREFIX):
                     snapshotter = key[len(LABEL_GC_SNAPSHOT_PREFIX) :].split("/", 1)[0]
-                    found.update(await self._chain(request.namespace, snapshotter, top))
+                    found.update(await self._chain(store, snapshotter, top))
         return found
 
-    async def _chain(self, namespace: str, snapshotter: str, top: str) -> dict[tuple[str, str, str], int]:
+    async def _chain(self, store: ImageStore, snapshotter: str, top: str) -> dict[tuple[str, str, str], int]:
         chain: dict[tuple[str, str, str], int] = {}
-        snapshots = {s.name: s for s in await self._client.list_snapshots(namespace, snapshotter)}
+        snapshots = {s.name: s for s in await store.snapshots(snapshotter)}
         key = top
         while key in snapshots and len(chain) < _MAX_CHAIN:
-            chain[("s", snapshotter, key)] = await self._client.snapshot_usage(namespace, snapshotter, key)
+            chain[("s", snapshotter, key)] = await store.snapshot_usage(snapshotter, key)
             key = snapshots[key].parent
         return chain
 
-    async def _gone(self, namespace: str, candidates: dict[tuple[str, str, str], int]) -> int:
+    async def _gone(self, store: ImageStore, candidates: dict[tuple[str, str, str], int]) -> int:
         """Bytes of the candidates really gone; anything that cannot be checked counts as present."""
         present: set[tuple[str, str, str]] = set()
         for snapshotter in sorted({s for kind, s, _ in candidates if kind == "s"}):
             try:
-                present.update(
-                    ("s", snapshotter, s.name) for s in await self._client.list_snapshots(namespace, snapshotter)
-                )
+                present.update(("s", snapshotter, s.name) for s in await store.snapshots(snapshotter))
             except RemovalError:
                 present.update(k for k in candidates if k[0] == "s" and k[1] == snapshotter)
 
         async def blob_present(digest: str) -> bool:
             try:
-                await self._client.content_info(namespace, digest)
-            except NotFoundInContainerd:
-                return False
+                return await store.content(digest) is not None
             except RemovalError:
                 return True
-            return True
 
         blobs = [k for k in candidates if k[0] == "c"]
         found = await asyncio.gather(*(blob_present(k[2]) for k in blobs))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from imageremoval.server.containerd.client import ContainerdClient, quote
 from imageremoval.server.domain.docker_rules import Resolution
-from imageremoval.server.domain.errors import ImageChanged, ImageNotFound, InvalidArgument, NotFoundInContainerd, Reason
-from imageremoval.server.domain.model import LABEL_PARENT, ImageRecord
+from imageremoval.server.domain.errors import ImageChanged, ImageNotFound, InvalidArgument, Reason
+from imageremoval.server.domain.model import ImageRecord
 from imageremoval.server.domain.references import IdReference, NameReference, Reference, short_id
+from imageremoval.server.domain.store import ImageStore
 
 ATTEMPTS = 3
 
@@ -20,10 +20,10 @@ def display(reference: Reference) -> str:
     return reference.text if ":" in reference.text else f"{reference.text}:latest"
 
 
-async def resolve(client: ContainerdClient, namespace: str, reference: Reference) -> Resolution:
+async def resolve(store: ImageStore, reference: Reference) -> Resolution:
     """The image and all its references; retried when the store changes between our reads, then ABORTED."""
     for _ in range(ATTEMPTS):
-        resolution = await _resolve_once(client, namespace, reference)
+        resolution = await _resolve_once(store, reference)
         if resolution is not None:
             return resolution
     shown = display(reference)
@@ -31,23 +31,19 @@ async def resolve(client: ContainerdClient, namespace: str, reference: Reference
 
 
 async def _by_id(
-    client: ContainerdClient, namespace: str, reference: IdReference
+    store: ImageStore, reference: IdReference
 ) -> tuple[str, ImageRecord | None, NameReference | None, list[ImageRecord] | None]:
     """(target digest, the record named exactly, the name when the hex string was one, and all the records
     with that target when the lookup already listed them)."""
     exact_name = reference.dangling_name or (None if reference.full_digest is None else reference.full_digest)
     if exact_name is not None:
-        try:
-            found = await client.get_image(namespace, exact_name)
-        except NotFoundInContainerd:
+        found = await store.image(exact_name)
+        if found is None:
             if reference.full_digest is None:
                 raise ImageNotFound(display(reference)) from None
             return reference.full_digest, None, None, None
         return found.target.digest, found, None, None
-    pattern = f"^sha256:{reference.hex}[0-9a-f]{{{64 - len(reference.hex)}}}$"
-    candidates = await client.list_images(
-        namespace, [f"name=={quote(reference.lookalike_name)}", f"target.digest~={quote(pattern)}"]
-    )
+    candidates = await store.records_by_id_prefix(reference.hex, reference.lookalike_name)
     if not candidates:
         raise ImageNotFound(display(reference))
     targets = sorted({c.target.digest for c in candidates})
@@ -72,30 +68,28 @@ async def _by_id(
     return targets[0], None, None, candidates
 
 
-async def _resolve_once(client: ContainerdClient, namespace: str, reference: Reference) -> Resolution | None:
+async def _resolve_once(store: ImageStore, reference: Reference) -> Resolution | None:
     """One consistent lookup; None when the store changed between our two reads."""
     found: ImageRecord | None = None
     named: NameReference | None = None
     listed: list[ImageRecord] | None = None
     if isinstance(reference, IdReference):
-        digest, found, named, listed = await _by_id(client, namespace, reference)
+        digest, found, named, listed = await _by_id(store, reference)
     else:
         named = reference
-        try:
-            found = await client.get_image(namespace, reference.name)
+        found = await store.image(reference.name)
+        if found is not None:
             digest = found.target.digest
-        except NotFoundInContainerd:
-            if reference.digest is None:
-                raise ImageNotFound(reference.familiar) from None
+        elif reference.digest is None:
+            raise ImageNotFound(reference.familiar)
+        else:
             digest = reference.digest
     children: list[ImageRecord] | None = None
     if listed is not None:
         records = listed
     else:
         # One scan answers both: the image's records, and the images built on it (moby's parent label).
-        related = await client.list_images(
-            namespace, [f"target.digest=={quote(digest)}", f"labels.{quote(LABEL_PARENT)}=={quote(digest)}"]
-        )
+        related = await store.image_and_children(digest)
         records = [r for r in related if r.image_id == digest]
         children = [r for r in related if r.image_id != digest]
     if not records:

@@ -8,12 +8,12 @@ import binascii
 from google.protobuf import timestamp_pb2
 
 from imageremoval.gen.v1 import image_removal_pb2 as pb
-from imageremoval.server.cleaning.inventory import InventoryImage
 from imageremoval.server.cleaning.plan_seal import PlanSeal
 from imageremoval.server.cleaning.prune_execution import ExecutablePlan, PlannedRemoval, Progress, Removed, Skip
 from imageremoval.server.cleaning.prune_plan import PrunePlan, Skipped, SkipReason
 from imageremoval.server.cleaning.space_reclaim import ReclaimPlanned, ReclaimRemoved, ReclaimSkip, ReclaimStep
 from imageremoval.server.domain.errors import InvalidArgument, Reason
+from imageremoval.server.domain.images import InventoryImage
 from imageremoval.server.domain.model import Item, ItemKind
 from imageremoval.server.domain.selector import LabelMatch, Selector
 from imageremoval.server.domain.sizes import parse_node

@@ -1,4 +1,4 @@
-"""Small helpers shared by the integration tests."""
+"""Response items as Docker prints them: (kind, value) pairs, for comparing with `docker rmi` output."""
 
 from __future__ import annotations
 

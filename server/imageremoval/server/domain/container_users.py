@@ -8,8 +8,8 @@ import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 
-from imageremoval.server.containerd.client import ContainerdClient, quote
-from imageremoval.server.domain.errors import NotFoundInContainerd, RemovalError
+from imageremoval.server.domain.content import ImageContent
+from imageremoval.server.domain.errors import RemovalError
 from imageremoval.server.domain.model import (
     LABEL_GC_SNAPSHOT_PREFIX,
     ContainerRecord,
@@ -17,10 +17,9 @@ from imageremoval.server.domain.model import (
     SnapshotKind,
     TaskState,
 )
-from imageremoval.server.removal.content_walk import ImageContent
+from imageremoval.server.domain.store import ImageStore
 
 _log = logging.getLogger(__name__)
-_NAME_FILTER_CHUNK = 64
 DEFAULT_SNAPSHOTTER = "overlayfs"
 # Unpacking commits each layer under its chain ID; other committed names (dockerd's `<id>-init`) are not layers.
 _LAYER_SNAPSHOT = re.compile(r"sha256:[0-9a-f]{64}")
@@ -78,9 +77,8 @@ class ContainerUsers:
     layers share a chain ID: a container on it counts as using both, the side that keeps content.
     """
 
-    def __init__(self, client: ContainerdClient, namespace: str, containers: list[ContainerRecord]) -> None:
-        self._client = client
-        self._namespace = namespace
+    def __init__(self, store: ImageStore, containers: list[ContainerRecord]) -> None:
+        self._store = store
         self.containers = containers
         self._states: dict[str, TaskState] | None = None
         self._name_targets: dict[str, str] = {}
@@ -88,8 +86,8 @@ class ContainerUsers:
         self._config_snapshotters: dict[str, frozenset[str]] = {}
 
     @classmethod
-    async def load(cls, client: ContainerdClient, namespace: str) -> ContainerUsers:
-        return cls(client, namespace, await client.list_containers(namespace))
+    async def load(cls, store: ImageStore) -> ContainerUsers:
+        return cls(store, await store.containers())
 
     async def users(
         self,
@@ -106,9 +104,7 @@ class ContainerUsers:
         """
         for snapshotter in self._known_snapshotters():
             self._forest(snapshotter)  # listed while the configs are read
-        chains, unpacked_in = await asyncio.gather(
-            content.chain_ids(self._client, self._namespace), self._unpacked_in(content)
-        )
+        chains, unpacked_in = await asyncio.gather(content.chain_ids(self._store), self._unpacked_in(content))
         chain_set = {c for m, c in chains.items() if manifests is None or m in manifests}
         if not chain_set:
             by_name = list(self.containers)  # the layers are unknown: only the names can tell
@@ -162,10 +158,8 @@ class ContainerUsers:
         return frozenset().union(*(self._config_snapshotters[c] for c in content.configs))
 
     async def _config_labels(self, config: str) -> Collection[str]:
-        try:
-            return (await self._client.content_info(self._namespace, config)).labels.keys()
-        except NotFoundInContainerd:
-            return ()
+        info = await self._store.content(config)
+        return () if info is None else info.labels.keys()
 
     def _forest(self, snapshotter: str) -> asyncio.Task[SnapshotForest | None]:
         """One List per snapshotter and removal, shared by every image the removal checks."""
@@ -175,24 +169,23 @@ class ContainerUsers:
 
     async def _read_forest(self, snapshotter: str) -> SnapshotForest | None:
         try:
-            return SnapshotForest(await self._client.list_snapshots(self._namespace, snapshotter))
+            return SnapshotForest(await self._store.snapshots(snapshotter))
         except RemovalError as exc:
             _log.info("snapshotter %s cannot list snapshots (%s); matching by image name", snapshotter, exc.message)
             return None
 
     async def _targets(self, names: set[str]) -> dict[str, str]:
-        """What each image name points to now; one List call per 64 names."""
-        missing = sorted(names - self._name_targets.keys())
-        for start in range(0, len(missing), _NAME_FILTER_CHUNK):
-            chunk = missing[start : start + _NAME_FILTER_CHUNK]
-            records = await self._client.list_images(self._namespace, [f"name=={quote(n)}" for n in chunk])
-            self._name_targets.update({n: "" for n in chunk})
+        """What each image name points to now ("" for a name no record has); asked once per name."""
+        missing = names - self._name_targets.keys()
+        if missing:
+            records = await self._store.records_named(missing)
+            self._name_targets.update(dict.fromkeys(missing, ""))
             self._name_targets.update({r.name: r.target.digest for r in records})
         return self._name_targets
 
     async def _task_states(self) -> dict[str, TaskState]:
         if self._states is None:
-            self._states = await self._client.task_states(self._namespace)
+            self._states = await self._store.task_states()
         return self._states
 
 
