@@ -48,6 +48,15 @@ def _remove(channel: grpc.Channel, image: str, namespace: str, timeout: float = 
     return stub.RemoveImage(pb.RemoveImageRequest(image=image, namespace=namespace, **fields), timeout=timeout)
 
 
+def _refused(channel: grpc.Channel, namespace: str) -> bool:
+    """Whether a new call is refused as UNAVAILABLE (any other answer: it was still served)."""
+    try:
+        _remove(channel, "anything", namespace, timeout=5)
+    except grpc.RpcError as error:
+        return bool(error.code() == grpc.StatusCode.UNAVAILABLE)
+    return False
+
+
 def _wait(predicate: Any, timeout: float = 15) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -296,10 +305,8 @@ def test_shutdown_flips_health_first_then_refuses_new_calls_while_in_flight_remo
         stopping = threading.Thread(target=thread.stop, kwargs={"grace": 10})
         stopping.start()
         assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=2)
-        time.sleep(0.8)  # past the drain delay: the server no longer accepts calls
-        with pytest.raises(grpc.RpcError) as caught:
-            _remove(channel, "anything", ns, timeout=5)
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        # Served during the drain delay (NOT_FOUND), then refused (UNAVAILABLE) once it is over.
+        assert _wait(lambda: _refused(channel, ns), timeout=10)
         in_flight.join(15)
         stopping.join(15)
     assert outcome and [i.deleted for i in outcome[0].items if i.deleted] == [image_id]
@@ -375,7 +382,8 @@ def test_oversized_metadata_is_refused_by_the_transport(containerd: PrivateConta
     try:
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            assert stub.Check(health_pb2.HealthCheckRequest(), metadata=(("x-small", "a" * 100),), timeout=5)
+            small = stub.Check(health_pb2.HealthCheckRequest(), metadata=(("x-small", "a" * 100),), timeout=5)
+            assert small.status == health_pb2.HealthCheckResponse.SERVING
             with pytest.raises(grpc.RpcError) as caught:
                 stub.Check(health_pb2.HealthCheckRequest(), metadata=(("x-big", "a" * 20_000),), timeout=5)
         assert caught.value.code() in {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL}
