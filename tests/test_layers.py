@@ -106,3 +106,17 @@ def test_the_checker_sees_relative_and_deferred_imports(tmp_path: Path) -> None:
     found = _imports(f"{PACKAGE}.domain.probe", probe)
     assert f"{PACKAGE}.containerd.client" in found
     assert "grpc" in found
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.glob("*.py")), ids=lambda p: p.name)
+def test_test_modules_share_helpers_only_through_tests_support(path: Path) -> None:
+    """No test module imports conftest or another test module: shared helpers live in tests/support/."""
+    wrong = sorted(
+        name
+        for name in _imports(f"tests.{path.stem}", path)
+        if _within(name, "tests.conftest") or (name.startswith("tests.test_") and name != f"tests.{path.stem}")
+    )
+    assert not wrong, f"{path.name} imports {wrong}"
