@@ -382,8 +382,9 @@ def test_oversized_metadata_is_refused_by_the_transport(containerd: PrivateConta
     try:
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
+            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
             small = stub.Check(health_pb2.HealthCheckRequest(), metadata=(("x-small", "a" * 100),), timeout=5)
-            assert small.status == health_pb2.HealthCheckResponse.SERVING
+            assert small.status == health_pb2.HealthCheckResponse.SERVING  # answered, not refused
             with pytest.raises(grpc.RpcError) as caught:
                 stub.Check(health_pb2.HealthCheckRequest(), metadata=(("x-big", "a" * 20_000),), timeout=5)
         assert caught.value.code() in {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL}
