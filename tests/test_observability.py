@@ -206,13 +206,22 @@ def test_a_failed_removal_is_an_error_span(tmp_path: Path) -> None:
 def test_health_checks_are_not_traced(
     observed: tuple[ServerThread, InMemorySpanExporter, Any, MetadataRecorder],
 ) -> None:
-    thread, spans, _, _ = observed
+    thread, spans, _, recorder = observed
     spans.clear()
     with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-    time.sleep(2.5)  # longer than the containerd health probe's interval
+    probes = _version_calls(recorder)
+    for _ in range(200):  # until the server's containerd probe has run once more (every 2 s)
+        if _version_calls(recorder) > probes:
+            break
+        time.sleep(0.05)
+    assert _version_calls(recorder) > probes, "the containerd probe ran"
     assert [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER] == []
     assert [s.name for s in spans.get_finished_spans() if s.name.endswith("Version/Version")] == []
+
+
+def _version_calls(recorder: MetadataRecorder) -> int:
+    return sum(1 for method, _ in recorder.sent if method.endswith("/containerd.services.version.v1.Version/Version"))
 
 
 def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
