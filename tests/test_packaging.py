@@ -119,3 +119,33 @@ def test_the_client_works_without_the_servers_stack() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[:2] == ["unavailable True", "[]"]
+
+
+def test_the_server_script_without_its_extra_says_how_to_install_it() -> None:
+    """A client-only install still has `imageremoval-server`: --version answers, and serving stops with the
+    pip command to run instead of a traceback."""
+    script = textwrap.dedent(
+        f"""
+        import contextlib, importlib.abc, io, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {SERVER_ONLY!r}:
+                    raise ModuleNotFoundError(name)
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from imageremoval.server.cli import main
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            main(["--version"])
+        print(out.getvalue().strip())
+        print(main(["--listen", "127.0.0.1:0"]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["imageremoval-server 0.1.0", "2"]
+    assert "pip install 'imageremoval[server]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -128,6 +128,8 @@ def _raw_error(target: str, request: pb.RemoveImageRequest) -> tuple[grpc.Status
             Reason.INVALID_NAMESPACE,
         ),
         ({"image": "ok", "namespace": "n" * 100_000}, grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_NAMESPACE),
+        # refused before anything is read (containerd would not even take it as a header)
+        ({"image": "ok", "namespace": "\u00fc"}, grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_NAMESPACE),
         ({"image": "no-such-image-here"}, grpc.StatusCode.NOT_FOUND, Reason.IMAGE_NOT_FOUND),
     ],
 )

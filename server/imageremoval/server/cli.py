@@ -4,23 +4,51 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from imageremoval.server.app import create_server
 from imageremoval.server.config import ConfigError, ServerConfig, is_loopback, is_unix, load_config, parse_listen
-from imageremoval.server.containerd.daemon import DaemonError, PrivateContainerd
-from imageremoval.server.telemetry.logs import configure_logging
-from imageremoval.server.telemetry.providers import Telemetry, TelemetryConfigError, telemetry_from_env
-from imageremoval.server.transport.listeners import check_listeners
+
+if TYPE_CHECKING:
+    from imageremoval.server.telemetry.providers import Telemetry
 
 _log = logging.getLogger("imageremoval.server")
+
+# What `pip install 'imageremoval[server]'` adds to the client-only install (one module per distribution).
+SERVER_EXTRA_MODULES = (
+    "grpc_health",
+    "grpc_reflection",
+    "opentelemetry.sdk",
+    "opentelemetry.exporter.prometheus",
+    "opentelemetry.exporter.otlp.proto.grpc",
+    "opentelemetry.exporter.otlp.proto.http",
+    "opentelemetry.instrumentation",
+    "prometheus_client",
+    "pythonjsonlogger",
+    "docker_image",
+)
+
+
+def missing_server_extra() -> str | None:
+    """The first module of the server extra that is not installed, so the script can say how to get it."""
+    for name in SERVER_EXTRA_MODULES:
+        try:
+            found = importlib.util.find_spec(name)
+        except ModuleNotFoundError:  # its parent package is absent
+            found = None
+        if found is None:
+            return name
+    return None
 
 
 async def serve(config: ServerConfig, containerd_address: str, telemetry: Telemetry) -> None:
     """Serve until SIGTERM or SIGINT, then drain within the grace period."""
+    from imageremoval.server.app import create_server
+
     app = create_server(
         config,
         containerd_address,
@@ -59,6 +87,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imageremoval-server: {exc}", file=sys.stderr)
         return 2
+    missing = missing_server_extra()
+    if missing is not None:
+        print(
+            f"imageremoval-server: the server's libraries are not installed (no module {missing!r}); "
+            "install them with: pip install 'imageremoval[server]'",
+            file=sys.stderr,
+        )
+        return 2
+    return _run(config)
+
+
+def _run(config: ServerConfig) -> int:
+    """Start telemetry, a private containerd if none was named, and serve (the server extra is installed)."""
+    from imageremoval.server.containerd.daemon import DaemonError, PrivateContainerd
+    from imageremoval.server.telemetry.logs import configure_logging
+    from imageremoval.server.telemetry.providers import TelemetryConfigError, telemetry_from_env
+    from imageremoval.server.transport.listeners import check_listeners
+
     configure_logging(config.log_level, config.log_format)
     try:
         metrics_listen = parse_listen(config.metrics_listen) if config.metrics_listen else None

@@ -7,7 +7,6 @@ import asyncio
 from imageremoval.server.cleaning.inventory import InventoryReader
 from imageremoval.server.domain.errors import RemovalError
 from imageremoval.server.domain.model import LABEL_GC_SNAPSHOT_PREFIX, Item, ItemKind
-from imageremoval.server.domain.references import parse_reference
 from imageremoval.server.domain.sizes import freed_by_platforms, reclaimable
 from imageremoval.server.domain.store import ImageStore, ImageStores
 from imageremoval.server.removal.content_walk import walk_present
@@ -52,10 +51,15 @@ class ReclaimEstimator:
 
     async def _candidates(self, request: RemovalRequest) -> dict[tuple[str, str, str], int]:
         """(kind, snapshotter, id) -> bytes of everything the image holds now; empty when it cannot be read
-        (the removal itself then reports the error)."""
-        store = self._stores.scope(request.namespace)
+        (the removal itself then reports the error). Nothing is read for a request the remover will refuse
+        before reading, and the reads are bounded by the caller's deadline."""
         try:
-            resolution = await resolve(store, parse_reference(request.reference))
+            reference = self._remover.check(request)
+        except RemovalError:
+            return {}
+        store = self._stores.scope(request.namespace, deadline=request.deadline)
+        try:
+            resolution = await resolve(store, reference)
             content = await walk_present(store, resolution.all[0].target)
         except RemovalError:
             return {}

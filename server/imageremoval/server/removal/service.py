@@ -129,13 +129,18 @@ class ImageRemover:
         self._recorder.succeeded(request, progress, items, time.perf_counter() - start, span)
         return items
 
-    async def _remove(self, call: Call) -> list[Item]:
-        request = call.request
+    def check(self, request: RemovalRequest) -> Reference:
+        """The checks that need no containerd (namespace, request ID, platforms, reference): a request that
+        fails them is refused before anything is read."""
         self._services.policy.check_namespace(request.namespace, request.identities)
         if request.request_id:
             check_request_id(request.request_id)
         validate_platforms(request.platforms, request.force)
-        reference = parse_reference(request.reference)
+        return parse_reference(request.reference)
+
+    async def _remove(self, call: Call) -> list[Item]:
+        request = call.request
+        reference = self.check(request)
         call.checkpoint()
         # The container list does not depend on what the reference resolves to: ask for it meanwhile.
         containers = asyncio.create_task(ContainerUsers.load(call.store))
