@@ -37,7 +37,7 @@ def _normal_repository(repository: str) -> str:
 def spellings(name: str) -> tuple[str, ...]:
     """Every form of a stored name a protected pattern is matched against: the name itself, and its
     normalised full and familiar forms, each with its tag; a by-digest name also as `repository:<digest>`,
-    so `registry.k8s.io/pause:*` protects `registry.k8s.io/pause@sha256:...` too (issue 9 item 6)."""
+    so `registry.k8s.io/pause:*` protects `registry.k8s.io/pause@sha256:...` too."""
     forms = [name]
     parsed = parse_stored_name(name)
     if parsed is None:  # not fully normalised (e.g. an upper-case registry): split it by hand

@@ -1,8 +1,10 @@
 """The domain's port to containerd: questions in the removal's own words, for one namespace and one deadline.
 
-The rules (Docker's decision table, conflicts, parents, platforms, snapshot release) ask these; the adapter
-(`imageremoval.server.containerd`) answers them and alone knows filter syntax, the namespace header and how the
-deadline bounds each call. A fake implementing the same Protocol unit-tests the rules without a daemon.
+The use cases in removal/ and cleaning/ (resolve, the walk, container users, delete, parents, platform
+removal, snapshot release, the inventory) ask these, and hand what they read to the pure rules of the domain
+(Docker's decision table, conflicts, platforms). The adapter (`imageremoval.server.containerd`) answers
+them and alone knows filter syntax, the namespace header and how the deadline bounds each call. A fake
+implementing the same Protocol unit-tests the rules without a daemon.
 
 Absence is an answer (None, [] or False), not an error. Failures to ask are RemovalErrors
 (ContainerdUnavailable, DeadlineExceeded, ContainerdFailed); a change refused because the thing is gone or

@@ -36,7 +36,7 @@ async def delete(
 ) -> None:
     """Walk and check, then delete the records under a lease of ours; then prune parents, release snapshots."""
     request, progress = call.request, call.progress
-    # The image's content goes under a lease of ours (item 8) while it is walked and checked.
+    # The image's content goes under a lease of ours while it is walked and checked.
     # A validation changes nothing, not even a lease.
     holding = None if request.validate_only else asyncio.create_task(call.store.hold(resolution.all[0].target.digest))
     hold: Hold | None = None
@@ -69,7 +69,7 @@ async def delete(
                 single = dataclasses.replace(decision, check_multiple=False)
                 check_conflicts(resolution, single, pending_users(before), force=False)
             # The re-read comes last, right before the delete: on containerd 1.6, which ignores the delete's
-            # expected target, a tag re-pointed after it is still deleted (item 9), so keep that short.
+            # expected target, a tag re-pointed after it is still deleted, so keep that short.
             records = await current(call, resolution)
             try:
                 parents = await _delete_held(call, resolution, decision, content, before, records, parents)
@@ -161,7 +161,7 @@ async def _delete_held(
     if not deleted:
         progress.missing = True  # someone else removed every record first
     elif not keep_dangling:
-        # Only the caller whose delete removed a record reports the image deleted (item 3).
+        # Only the caller whose delete removed a record reports the image deleted.
         progress.items.append(Item(ItemKind.DELETED, resolution.image_id, resolution.image_id))
     return parents
 

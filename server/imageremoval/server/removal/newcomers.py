@@ -1,4 +1,4 @@
-"""Users of an image that appear while its removal runs (issue 9 item 8).
+"""Users of an image that appear while its removal runs.
 
 containerd has no lock between "nobody uses this image" and "delete it": a `ctr run` that read the image just
 before the delete unpacks it, prepares its root filesystem and creates its container just after. So the

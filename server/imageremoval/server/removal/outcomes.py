@@ -1,4 +1,4 @@
-"""What a change whose answer was lost did: containerd is read again once it answers (issue 9 item 1)."""
+"""What a change whose answer was lost did: containerd is read again once it answers."""
 
 from __future__ import annotations
 

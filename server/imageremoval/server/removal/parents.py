@@ -30,7 +30,7 @@ async def prunable_parents(call: Call, resolution: Resolution, users: ContainerU
         if not records or not all(is_dangling(r.name) for r in records) or siblings:
             break  # gone, still named, or another image builds on it: the walk stops quietly
         if not all(policy.may_delete(r, force=force) for r in records):
-            break  # pinned or protected: every path that deletes a record asks the same (item 7)
+            break  # pinned or protected: every path that deletes a record asks the same
         parent = Resolution(image_id=parent_id, found=None, all=tuple(records), named=None, display=short_id(parent_id))
         content = await walk_present(call.store, records[0].target)
         if await users.users(parent_id, {r.name for r in records}, content):
@@ -55,6 +55,6 @@ async def prune(call: Call, parents: list[Resolution]) -> None:
         except (RemovalError, NotFoundInContainerd) as exc:
             _log.info("stopped pruning parents at %s: %s", parent.image_id, exc)
             return
-        if ours:  # a concurrent prune that removed it first reports it, not this call (item 3)
+        if ours:  # a concurrent prune that removed it first reports it, not this call
             call.progress.items.append(Item(ItemKind.DELETED, parent.image_id, parent.image_id))
         call.services.turns.changed((request.namespace, parent.image_id))

@@ -90,7 +90,7 @@ async def _drop_platforms(
         if labels and not request.validate_only:
             try:
                 await call.store.set_content_labels(index, labels)
-            except LOST_ANSWER as cause:  # read back once containerd answers (item 1)
+            except LOST_ANSWER as cause:  # read back once containerd answers
                 record = resolution.all[0]
                 if not await after_lost_label_removal(call.store, record, labels, cause, call.services.settle_seconds):
                     await call.store.set_content_labels(index, labels)

@@ -1,4 +1,4 @@
-"""What one removal has changed so far, so a failure after a change says exactly that (issue 9 item 5)."""
+"""What one removal has changed so far, so a failure after a change says exactly that."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class Progress:
         """A failure after a change: ABORTED with what was changed, so nobody retries it blindly.
 
         The lists are cut between names, never inside one; the counts are exact, and `truncated` says
-        whether any list was cut (issue 9 item 5).
+        whether any list was cut.
         """
         if not self.committed:
             return error

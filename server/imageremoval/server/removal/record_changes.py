@@ -23,9 +23,9 @@ _DELETE_ATTEMPTS = 3  # a delete whose answer was lost and that did not happen i
 async def delete_record(call: Call, record: ImageRecord, *, sync: bool) -> bool:
     """Delete one record (passing its target: compare-and-delete on containerd 1.7+); False if it was gone.
 
-    When containerd stops answering after the delete was sent, the record is read again once it answers
-    (item 1): gone means the delete happened; still there means it did not, and it is sent again; no
-    answer in time is OUTCOME_UNKNOWN, never a retryable UNAVAILABLE.
+    When containerd stops answering after the delete was sent, the record is read again once it answers:
+    gone means the delete happened; still there means it did not, and it is sent again; no answer in time
+    is OUTCOME_UNKNOWN, never a retryable UNAVAILABLE.
     """
     request = call.request
     if request.validate_only:
