@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from imageremoval.client import ImageRemovalClient, ImageRemovalError
+from imageremoval.client import ImageRemovalClient, ImageRemovalError, RemovedItem
 from imageremoval.server.config import ServerConfig, UsageSettings
 from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.containerd.image_index import ImageIndex
@@ -178,7 +178,7 @@ def test_a_restarted_containerd_is_followed_by_a_resync(own_containerd: PrivateC
         thread.stop()
 
 
-def _remove_when_up(client: ImageRemovalClient, reference: str, ns: str) -> list[object]:
+def _remove_when_up(client: ImageRemovalClient, reference: str, ns: str) -> list[RemovedItem]:
     """containerd was just restarted: UNAVAILABLE (nothing done) until our channel reconnects."""
     for _ in range(100):
         try:
@@ -186,5 +186,5 @@ def _remove_when_up(client: ImageRemovalClient, reference: str, ns: str) -> list
         except ImageRemovalError as error:
             if error.reason != "CONTAINERD_UNAVAILABLE":
                 raise
-        asyncio.run(asyncio.sleep(0.1))
+        time.sleep(0.1)
     raise AssertionError("containerd did not come back")
