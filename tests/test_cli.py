@@ -139,3 +139,44 @@ def test_cli_waits_for_one_garbage_collection_per_command(containerd: PrivateCon
     assert [d.sync for d in recorder.deletes()] == [False, False, False]
     assert sorted(r.sync for r in recorder.lease_deletes()) == [False, False, True]
     assert not any(store.has(ns, blob.digest) for image in images for blob in image.blobs)
+
+
+def test_cli_parallel_removes_several_at_a_time_with_one_collection_and_prints_in_order(
+    containerd: PrivateContainerd, store: Store, ns: str
+) -> None:
+    recorder = RecordingInterceptor()
+    thread = ServerThread(
+        ServerConfig(listen="127.0.0.1:0"), containerd.address, TracerProvider(), containerd_interceptors=[recorder]
+    )
+    images = [manifest((file_layer("p", str(n).encode()),), note=f"par{n}") for n in range(6)]
+    ids = [store.put(ns, [f"docker.io/library/par{n}:latest"], image) for n, image in enumerate(images)]
+    names = [f"par{n}" for n in range(6)]
+    try:
+        env = {**os.environ, "IMAGEREMOVAL_SERVER": f"127.0.0.1:{thread.port}"}
+        result = subprocess.run(
+            [str(BIN / "imageremoval"), "rm", "-n", ns, "--parallel", "4", *names[:3], "missing", *names[3:]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+    finally:
+        thread.stop()
+    assert result.returncode == 1  # the missing one fails the command, as one after another
+    assert result.stderr.strip() == "Error response from daemon: No such image: missing:latest"
+    expected = [
+        line
+        for name, image_id in zip(names, ids, strict=True)
+        for line in (f"Untagged: {name}:latest", f"Deleted: {image_id}")
+    ]
+    assert result.stdout.splitlines() == expected  # in the order of the arguments, whatever order they finished in
+    # Only the last removal waits for collection, and it starts after every other one has answered.
+    assert sorted(r.sync for r in recorder.lease_deletes()) == [False] * 5 + [True]
+    assert not any(store.has(ns, blob.digest) for image in images for blob in image.blobs)
+
+
+def test_cli_parallel_must_be_at_least_one(server: Server) -> None:
+    result = _cli(server, "rm", "--parallel", "0", "x")
+    assert result.returncode == 2
+    assert "--parallel" in result.stderr

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
 from google.protobuf import json_format
@@ -16,6 +17,7 @@ from ._cli_filters import parse_filters
 from ._cli_format import describe_error, human_size, is_local, short, since
 from ._client import ImageRemovalClient
 from ._errors import ImageRemovalError
+from ._model import RemovedItem
 
 _SKIP_WORDS = {
     pb.SKIP_REASON_IN_USE: "in use",
@@ -34,26 +36,51 @@ def _error_json(error: ImageRemovalError) -> dict[str, Any]:
 # rm
 
 
+_Outcome = tuple[list[RemovedItem], int] | ImageRemovalError
+
+
+def _remove_one(client: ImageRemovalClient, args: argparse.Namespace, image: str, wait_for_gc: bool) -> _Outcome:
+    try:
+        return client.remove_measured(
+            image,
+            namespace=args.namespace,
+            force=args.force,
+            no_prune=args.no_prune,
+            platforms=args.platforms,
+            allow_missing=args.allow_missing,
+            async_gc=not wait_for_gc,
+            validate_only=args.dry_run,
+        )
+    except ImageRemovalError as error:
+        return error
+
+
+def _outcomes(client: ImageRemovalClient, args: argparse.Namespace) -> Iterator[tuple[str, _Outcome]]:
+    """Each image's outcome in argument order. With --parallel N, up to N removals are in flight; the last one,
+    which alone waits for garbage collection, starts once all the others have answered."""
+    images: list[str] = args.images
+    last = len(images) - 1
+    parallel = max(1, args.parallel)
+    if parallel == 1 or last == 0:
+        for position, image in enumerate(images):
+            yield image, _remove_one(client, args, image, position == last and not args.async_gc)
+        return
+    with ThreadPoolExecutor(parallel) as pool:
+        running = [pool.submit(_remove_one, client, args, image, False) for image in images[:last]]
+        for image, future in zip(images, running, strict=False):
+            yield image, future.result()
+    yield images[last], _remove_one(client, args, images[last], not args.async_gc)
+
+
 def run_rm(client: ImageRemovalClient, args: argparse.Namespace) -> int:
-    """Remove each image in turn; one garbage collection for the whole command (only the last call waits)."""
+    """Remove each image (in turn, or --parallel at a time); one garbage collection for the whole command (only
+    the last call waits)."""
     failed = False
     results: list[dict[str, Any]] = []
     total = 0
-    last = len(args.images) - 1
-    for position, image in enumerate(args.images):
-        wait_for_gc = position == last and not args.async_gc
-        try:
-            items, freed = client.remove_measured(
-                image,
-                namespace=args.namespace,
-                force=args.force,
-                no_prune=args.no_prune,
-                platforms=args.platforms,
-                allow_missing=args.allow_missing,
-                async_gc=not wait_for_gc,
-                validate_only=args.dry_run,
-            )
-        except ImageRemovalError as error:
+    for image, outcome in _outcomes(client, args):
+        if isinstance(outcome, ImageRemovalError):
+            error = outcome
             # As the docker CLI: with -f a missing image (or platform) is reported but is not a failure.
             if not (args.force and error.code == "NOT_FOUND" and not is_local(error)):
                 failed = True
@@ -63,6 +90,7 @@ def run_rm(client: ImageRemovalClient, args: argparse.Namespace) -> int:
                 sys.stdout.flush()
                 print(describe_error(error, args.server, args.timeout), file=sys.stderr, flush=True)
             continue
+        items, freed = outcome
         total += freed
         if args.format == "json":
             results.append({"image": image, "items": [{i.kind: i.value} for i in items], "reclaimableBytes": freed})

@@ -29,6 +29,17 @@ def _version() -> str:
         return "unknown"
 
 
+def _positive(text: str) -> int:
+    """A count of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1: {text!r}")
+    return value
+
+
 def _platforms(text: str) -> list[Platform]:
     """One `--platform` value: `os/arch[/variant]`, or several separated by commas as Docker allows."""
     try:
@@ -143,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--async-gc", action="store_true", help="do not wait for containerd's garbage collection")
     rm.add_argument("--dry-run", action="store_true", help="check everything and show what would go; change nothing")
     rm.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+    rm.add_argument(
+        "--parallel",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="remove up to N images at a time (default 1: one after another, as docker rmi); for independent "
+        "images: two names of one image may then report its deletion under either name",
+    )
 
     ls = commands.add_parser(
         "ls", help="list images", description="List images like `docker images`, with unique sizes and containers."
