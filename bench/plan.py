@@ -26,7 +26,7 @@ class Plan:
     # 5: many removals from one command.
     cli_refs: int = 500
     cli_rounds: int = 1  # each round runs every command once, the order rotating
-    cli_concurrency: int = 8  # for the what-if "concurrent client" row
+    cli_concurrency: int = 8  # `imageremoval rm --parallel N` in scenario 5
     # 6: footprint.
     footprint_starts: int = 5
     footprint_cycles: int = 10  # of footprint_batch removals each: 10 x 1,000 = 10,000
