@@ -28,15 +28,17 @@ DEFAULT_TRIALS = {"ctr-run": 90, "retag": 30, "pull-end": 40, "concurrent-id": 3
 class _Server:
     """Our server in a thread of its own, on a free port."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, index: bool = True) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        self.app: App = asyncio.run_coroutine_threadsafe(self._build(address), self.loop).result(60)
+        self.app: App = asyncio.run_coroutine_threadsafe(self._build(address, index), self.loop).result(60)
 
-    async def _build(self, address: str) -> App:
+    async def _build(self, address: str, index: bool) -> App:
         app = create_server(ServerConfig(listen="127.0.0.1:0"), address)
         await app.start()
+        if not index and app.index is not None:
+            await app.index.stop()  # every read goes to containerd, as before the index (issue 13)
         return app
 
     @property
@@ -49,11 +51,11 @@ class _Server:
         self._thread.join(10)
 
 
-def run(scenario: str, trials: int, work: Path) -> races.Counts:
+def run(scenario: str, trials: int, work: Path, *, index: bool = True) -> races.Counts:
     """One scenario against a fresh private containerd and server."""
     daemon = PrivateContainerd(work / "containerd")
     daemon.start()
-    server = _Server(daemon.address)
+    server = _Server(daemon.address, index=index)
     store = Store(daemon.address)
     namespace = f"race-{scenario}"
     try:
@@ -93,11 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.races", description=__doc__)
     parser.add_argument("scenario", choices=SCENARIOS)
     parser.add_argument("--trials", type=int, default=0, help="default: the issue's trial count")
+    parser.add_argument("--no-index", action="store_true", help="read containerd directly (no image index)")
     args = parser.parse_args(argv)
     trials = args.trials or DEFAULT_TRIALS[args.scenario]
     with tempfile.TemporaryDirectory(prefix="races-") as work:
-        counts = run(args.scenario, trials, Path(work))
-    print(json.dumps({"scenario": args.scenario, "trials": trials, **dict(sorted(counts.items()))}, indent=1))
+        counts = run(args.scenario, trials, Path(work), index=not args.no_index)
+    summary = {"scenario": args.scenario, "trials": trials, "index": not args.no_index}
+    print(json.dumps({**summary, **dict(sorted(counts.items()))}, indent=1))
     return 0
 
 

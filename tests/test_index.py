@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
+import grpc
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from imageremoval.client import ImageRemovalClient, ImageRemovalError, RemovedItem
 from imageremoval.server.config import ServerConfig, UsageSettings
@@ -22,7 +26,34 @@ from .support.ctr import Ctr
 from .support.images import file_layer, manifest
 from .support.store import Store
 
-ROUNDS = 12  # bounded stress: each round races a change of another client against a removal
+ROUNDS = 8  # bounded stress: each round races a change of another client against a removal
+SLOW_GET_S = 0.1  # how late the index applies a created or updated record (its point read is held back)
+
+
+class SlowGets(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    """Holds back every Images.Get the server sends, so the index applies create and update events late: a
+    removal that did not wait for its barrier would read a table without the other client's change."""
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        if method.endswith("/containerd.services.images.v1.Images/Get"):
+            await asyncio.sleep(SLOW_GET_S)
+        return await continuation(details, request)
+
+
+@pytest.fixture(scope="module")
+def slow(containerd: PrivateContainerd) -> Iterator[Server]:
+    """A server of its own whose index lags the store by SLOW_GET_S for every new or re-pointed name."""
+    config = ServerConfig(listen="127.0.0.1:0", usage=UsageSettings(enabled=False))
+    thread = ServerThread(config, containerd.address, TracerProvider(), containerd_interceptors=[SlowGets()])
+    yield Server(thread, InMemorySpanExporter())
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_client(slow: Server) -> Iterator[ImageRemovalClient]:
+    with ImageRemovalClient(slow.target) as c:
+        yield c
 
 
 def _record(name: str, digest_hex: str, parent: str = "") -> ImageRecord:
@@ -76,8 +107,9 @@ def test_removals_are_answered_from_the_index_built_once(
     assert _index(server).stats.fallbacks == fallbacks
 
 
-def test_a_tag_another_client_just_created_is_seen(client: ImageRemovalClient, store: Store, ns: str) -> None:
+def test_a_tag_another_client_just_created_is_seen(slow_client: ImageRemovalClient, store: Store, ns: str) -> None:
     """Read-your-writes across clients: the tag is created and the removal sent at once, with no wait."""
+    client = slow_client
     outcomes: Counter[str] = Counter()
     for n in range(ROUNDS):
         image_id = store.put(ns, [f"docker.io/library/a{n}:latest"], _image(f"tag-{n}"))
@@ -90,8 +122,9 @@ def test_a_tag_another_client_just_created_is_seen(client: ImageRemovalClient, s
 
 
 def test_a_name_moved_just_before_a_removal_is_removed_where_it_points_now(
-    client: ImageRemovalClient, store: Store, ns: str
+    slow_client: ImageRemovalClient, store: Store, ns: str
 ) -> None:
+    client = slow_client
     outcomes: Counter[str] = Counter()
     for n in range(ROUNDS):
         first = store.put(ns, [f"docker.io/library/m{n}:latest"], _image(f"first-{n}"))
@@ -125,9 +158,10 @@ def test_a_container_created_just_before_a_removal_is_seen(
 
 
 def test_a_broken_event_stream_is_followed_by_a_resync(
-    server: Server, client: ImageRemovalClient, store: Store, ns: str
+    slow: Server, slow_client: ImageRemovalClient, store: Store, ns: str
 ) -> None:
     """The stream is cut between a tag and the removal, every round: the removal still sees the tag."""
+    server, client = slow, slow_client
     index = _index(server)
     gaps = index.stats.gaps
     outcomes: Counter[str] = Counter()
@@ -188,3 +222,23 @@ def _remove_when_up(client: ImageRemovalClient, reference: str, ns: str) -> list
                 raise
         time.sleep(0.1)
     raise AssertionError("containerd did not come back")
+
+
+def test_with_its_stream_stopped_the_index_answers_nothing_and_reads_go_to_containerd(
+    containerd: PrivateContainerd, store: Store, ns: str
+) -> None:
+    thread = ServerThread(
+        ServerConfig(listen="127.0.0.1:0", usage=UsageSettings(enabled=False)), containerd.address, TracerProvider()
+    )
+    try:
+        index = thread.app.index
+        assert index is not None
+        thread.call(index.stop())
+        image_id = store.put(ns, ["docker.io/library/direct:latest"], _image("direct"))
+        assert store.tag(ns, "docker.io/library/direct:latest", "docker.io/library/other:latest")
+        with ImageRemovalClient(f"127.0.0.1:{thread.port}") as client:
+            assert pairs(client.remove("direct", namespace=ns)) == [untagged("direct:latest")]
+            assert pairs(client.remove("other", namespace=ns)) == [untagged("other:latest"), deleted(image_id)]
+        assert index.stats.builds == 0 and index.stats.fallbacks >= 2
+    finally:
+        thread.stop()
