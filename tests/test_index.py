@@ -242,3 +242,32 @@ def test_with_its_stream_stopped_the_index_answers_nothing_and_reads_go_to_conta
         assert index.stats.builds == 0 and index.stats.fallbacks >= 2
     finally:
         thread.stop()
+
+
+def test_an_execute_prune_reads_its_removals_from_one_index_and_scans_nothing(
+    containerd: PrivateContainerd, store: Store, ns: str
+) -> None:
+    from .test_cleaning import dangling, execute, small
+    from .test_consistency import RecordingInterceptor
+
+    recorder = RecordingInterceptor()
+    config = ServerConfig(listen="127.0.0.1:0", usage=UsageSettings(enabled=False))
+    thread = ServerThread(config, containerd.address, TracerProvider(), containerd_interceptors=[recorder])
+    images = [small(f"pruned-{n}") for n in range(6)]
+    for image in images:
+        store.put(ns, [dangling(image)], image)
+    try:
+        with ImageRemovalClient(f"127.0.0.1:{thread.port}") as client:
+            plan = client.plan_prune(namespace=ns)
+            recorder.calls.clear()
+            summary = execute(client, plan)[-1].summary
+        index = thread.app.index
+        assert index is not None
+    finally:
+        thread.stop()
+    assert summary.images_removed == 6
+    # Every removal resolved and re-read from the index: no filtered Images.List (a scan of the namespace).
+    scans = [r for m, r in recorder.calls if m.endswith("/containerd.services.images.v1.Images/List") and r.filters]
+    assert scans == []
+    assert index.stats.builds_by_namespace[ns] == 1
+    assert not any(store.has(ns, b.digest) for image in images for b in image.blobs)
