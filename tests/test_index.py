@@ -202,6 +202,8 @@ def test_a_restarted_containerd_is_followed_by_a_resync(own_containerd: PrivateC
                 process.wait(10)
                 own_containerd.stop()  # releases its pid file and lock
                 own_containerd.start()
+                store.close()
+                store = Store(own_containerd.address)  # a fresh channel: the old one backs off for a while
                 assert store.tag(ns, f"docker.io/library/r{n}:latest", f"docker.io/library/q{n}:latest")
                 assert pairs(_remove_when_up(client, f"r{n}", ns)) == [untagged(f"r{n}:latest")]
                 assert store.target(ns, f"docker.io/library/q{n}:latest") == image_id
