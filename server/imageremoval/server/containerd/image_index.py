@@ -85,6 +85,7 @@ class ImageIndex:
         self._delivering = False  # the current stream has delivered at least one event
         self._task: asyncio.Task[None] | None = None
         self._stream: asyncio.Task[None] | None = None
+        self._publishing: set[asyncio.Task[None]] = set()
         self.stats = IndexStats()
 
     def start(self) -> None:
@@ -114,7 +115,9 @@ class ImageIndex:
             barrier = _Barrier(uuid.uuid4().hex, namespace, asyncio.get_running_loop().create_future())
             self._open[namespace] = barrier
             self._waiting[barrier.token] = barrier
-            asyncio.create_task(self._publish(barrier))  # noqa: RUF006 - the future is what is awaited
+            publishing = asyncio.create_task(self._publish(barrier))
+            self._publishing.add(publishing)  # the loop keeps only a weak reference to a task
+            publishing.add_done_callback(self._publishing.discard)
         try:
             found = await asyncio.wait_for(asyncio.shield(barrier.done), self._barrier_timeout)
         except TimeoutError:
