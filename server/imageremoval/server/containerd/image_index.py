@@ -118,10 +118,13 @@ class ImageIndex:
             publishing = asyncio.create_task(self._publish(barrier))
             self._publishing.add(publishing)  # the loop keeps only a weak reference to a task
             publishing.add_done_callback(self._publishing.discard)
+        deadline = CALL_DEADLINE.get()  # the caller's: past it, the direct read answers DEADLINE_EXCEEDED
+        wait = self._barrier_timeout if deadline is None else min(self._barrier_timeout, deadline - time.monotonic())
         try:
-            found = await asyncio.wait_for(asyncio.shield(barrier.done), self._barrier_timeout)
+            found = await asyncio.wait_for(asyncio.shield(barrier.done), max(wait, 0.0))
         except TimeoutError:
-            self._settle(barrier, None)  # every call sharing it reads containerd instead
+            if wait >= self._barrier_timeout:
+                self._settle(barrier, None)  # lost: every call sharing it reads containerd instead
             found = None
         if found is None:
             self.stats.fallbacks += 1
