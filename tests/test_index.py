@@ -20,10 +20,11 @@ from imageremoval.server.containerd.image_index import ImageIndex
 from imageremoval.server.containerd.index_table import ImageTable
 from imageremoval.server.domain.model import LABEL_PARENT, Descriptor, ImageRecord
 
-from .conftest import Server, ServerThread
-from .helpers import deleted, pairs, untagged
 from .support.ctr import Ctr
 from .support.images import file_layer, manifest
+from .support.interceptors import RecordingInterceptor
+from .support.items import deleted, pairs, untagged
+from .support.server import Server, ServerThread
 from .support.store import Store
 
 ROUNDS = 8  # bounded stress: each round races a change of another client against a removal
@@ -249,20 +250,17 @@ def test_with_its_stream_stopped_the_index_answers_nothing_and_reads_go_to_conta
 def test_an_execute_prune_reads_its_removals_from_one_index_and_scans_nothing(
     containerd: PrivateContainerd, store: Store, ns: str
 ) -> None:
-    from .test_cleaning import dangling, execute, small
-    from .test_consistency import RecordingInterceptor
-
     recorder = RecordingInterceptor()
     config = ServerConfig(listen="127.0.0.1:0", usage=UsageSettings(enabled=False))
     thread = ServerThread(config, containerd.address, TracerProvider(), containerd_interceptors=[recorder])
-    images = [small(f"pruned-{n}") for n in range(6)]
+    images = [_image(f"pruned-{n}") for n in range(6)]
     for image in images:
-        store.put(ns, [dangling(image)], image)
+        store.put(ns, [f"moby-dangling@{image.blob.digest}"], image)
     try:
         with ImageRemovalClient(f"127.0.0.1:{thread.port}") as client:
             plan = client.plan_prune(namespace=ns)
             recorder.calls.clear()
-            summary = execute(client, plan)[-1].summary
+            summary = list(client.execute_prune(plan))[-1].summary
         index = thread.app.index
         assert index is not None
     finally:

@@ -26,6 +26,7 @@ from imageremoval.server.cleaning.use_cases import NodeCleaning
 from imageremoval.server.config import Limits, ServerConfig, is_unix, parse_listen, unix_path
 from imageremoval.server.containerd.client import ContainerdClient
 from imageremoval.server.containerd.event_publisher import EventPublisher
+from imageremoval.server.containerd.image_index import ImageIndex
 from imageremoval.server.domain.errors import RemovalError
 from imageremoval.server.domain.policy import RemovalPolicy
 from imageremoval.server.removal.reclaim import ReclaimEstimator
@@ -65,6 +66,7 @@ class App:
     tracker: UsageTracker | None = None
     reclaim_loop: ReclaimLoop | None = None
     reclaimer: SpaceReclaimer | None = None
+    index: ImageIndex | None = None
     _monitor: asyncio.Task[None] | None = field(default=None)
     _stopping: bool = False
 
@@ -75,6 +77,8 @@ class App:
         if self.health_server is not None:
             await self.health_server.start()
         self._monitor = asyncio.create_task(self._watch_containerd(), name="containerd-health")
+        if self.index is not None:
+            self.index.start()
         if self.tracker is not None:
             self.tracker.start()
         if self.reclaim_loop is not None:
@@ -129,6 +133,8 @@ class App:
         if self.health_server is not None:
             await self.health_server.stop(0)  # probes saw NOT_SERVING for the whole drain
         await self.remover.drain(grace)
+        if self.index is not None:
+            await self.index.stop()
         await self.client.close()
 
 
@@ -198,6 +204,8 @@ def create_server(
         min_deadline_s=config.limits.min_deadline_s,
     )
     events = EventPublisher(client, tracer)
+    index = ImageIndex(client)
+    client.attach_index(index)  # every store answers its record questions from the index
     remover = ImageRemover(client, tracer, RemovalMetrics(meter_provider) if measuring else None, policy, events=events)
     reader = InventoryReader(client, policy)
     executor = PruneExecutor(client, remover, policy)
@@ -272,6 +280,7 @@ def create_server(
         ),
         reclaim_loop=ReclaimLoop(client, reclaimer, config.reclaim) if config.reclaim.enabled else None,
         reclaimer=reclaimer,
+        index=index,
     )
 
 

@@ -12,7 +12,7 @@ from imageremoval.gen.containerd.services.namespaces.v1 import namespace_pb2, na
 from imageremoval.gen.containerd.services.version.v1 import version_pb2_grpc
 from imageremoval.server.containerd.error_mapping import mapped
 from imageremoval.server.containerd.event_decoding import decode_event
-from imageremoval.server.containerd.store import LABEL_LEASE_EXPIRE, ContainerdStore, Stubs, quote
+from imageremoval.server.containerd.store import LABEL_LEASE_EXPIRE, ContainerdStore, ImageTables, Stubs, quote
 from imageremoval.server.domain.store import StoreEvent
 
 RECONNECT_BACKOFF_MS = (100, 1000)  # first and longest wait between reconnection attempts to containerd
@@ -28,6 +28,11 @@ class ContainerdClient:
         self._events = events_pb2_grpc.EventsStub(channel)
         self._version = version_pb2_grpc.VersionStub(channel)
         self._namespaces = namespace_pb2_grpc.NamespacesStub(channel)
+        self._index: ImageTables | None = None
+
+    def attach_index(self, index: ImageTables) -> None:
+        """Every store handed out from now on answers its record questions from this image index."""
+        self._index = index
 
     @classmethod
     def connect(
@@ -59,7 +64,7 @@ class ContainerdClient:
 
     def scope(self, namespace: str, *, deadline: float | None = None) -> ContainerdStore:
         """The store of one namespace; `deadline` (time.monotonic()) bounds each call, None: our timeout only."""
-        return ContainerdStore(self._stubs, namespace, deadline)
+        return ContainerdStore(self._stubs, namespace, deadline, self._index)
 
     async def version(self) -> str:
         """containerd's version; also the health probe."""

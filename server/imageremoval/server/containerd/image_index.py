@@ -27,16 +27,15 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from google.protobuf import any_pb2
-
-from imageremoval.gen.containerd.events import image_pb2
-from imageremoval.server.containerd.client import CALL_DEADLINE, ContainerdClient
+from imageremoval.server.containerd.client import ContainerdClient
+from imageremoval.server.containerd.event_decoding import TOPIC_INDEX_BARRIER
 from imageremoval.server.containerd.index_table import ImageTable
-from imageremoval.server.domain.errors import NotFoundInContainerd, RemovalError
+from imageremoval.server.domain.errors import RemovalError
+from imageremoval.server.domain.store import StoreEvent
 
 _log = logging.getLogger(__name__)
 
-TOPIC_BARRIER = "/imageremoval-index/barrier"  # ImageDelete.name: a token; outside /imageremoval/, our API
+TOPIC_BARRIER = TOPIC_INDEX_BARRIER  # ImageDelete.name: a token; outside /imageremoval/, our API
 TOPIC_IMAGE_CREATE = "/images/create"
 TOPIC_IMAGE_UPDATE = "/images/update"
 TOPIC_IMAGE_DELETE = "/images/delete"
@@ -105,7 +104,7 @@ class ImageIndex:
         if self._stream is not None:
             self._stream.cancel()
 
-    async def table(self, namespace: str) -> ImageTable | None:
+    async def table(self, namespace: str, deadline: float | None = None) -> ImageTable | None:
         """The namespace's table with every change made before this call applied; None: read containerd."""
         if self._task is None or self._task.done():
             self.stats.fallbacks += 1
@@ -118,7 +117,7 @@ class ImageIndex:
             publishing = asyncio.create_task(self._publish(barrier))
             self._publishing.add(publishing)  # the loop keeps only a weak reference to a task
             publishing.add_done_callback(self._publishing.discard)
-        deadline = CALL_DEADLINE.get()  # the caller's: past it, the direct read answers DEADLINE_EXCEEDED
+        # `deadline` is the caller's: past it, the direct read answers DEADLINE_EXCEEDED.
         wait = self._barrier_timeout if deadline is None else min(self._barrier_timeout, deadline - time.monotonic())
         try:
             found = await asyncio.wait_for(asyncio.shield(barrier.done), max(wait, 0.0))
@@ -134,14 +133,11 @@ class ImageIndex:
         barrier.sent = True
         if self._open.get(barrier.namespace) is barrier:
             del self._open[barrier.namespace]
-        payload = image_pb2.ImageDelete(name=barrier.token).SerializeToString()
+        store = self._client.scope(barrier.namespace)
         try:
-            CALL_DEADLINE.set(None)
             deadline = time.monotonic() + self._barrier_timeout
             while not barrier.done.done():
-                await self._client.publish_event(
-                    barrier.namespace, TOPIC_BARRIER, "containerd.services.images.v1.ImageDelete", payload
-                )
+                await store.publish_marker(TOPIC_BARRIER, barrier.token)
                 self.stats.barriers += 1
                 if self._delivering or time.monotonic() > deadline:
                     return
@@ -158,7 +154,6 @@ class ImageIndex:
 
     async def _follow(self) -> None:
         """Follow the stream for ever; after a break, drop everything and subscribe again."""
-        CALL_DEADLINE.set(None)
         while True:
             self._stream = asyncio.create_task(self._consume())
             try:
@@ -175,15 +170,14 @@ class ImageIndex:
 
     async def _consume(self) -> None:
         self._delivering = False
-        async for namespace, topic, payload in self._client.subscribe(TOPICS):
+        async for event in self._client.events(TOPICS):
             self._delivering = True
-            if topic == TOPIC_BARRIER:
-                await self._on_barrier(namespace, payload)
-            elif namespace in self._tables:
-                await self._on_image_event(namespace, topic, payload)
+            if event.topic == TOPIC_BARRIER:
+                await self._on_barrier(event.namespace, event.image)
+            elif event.namespace in self._tables:
+                await self._on_image_event(event)
 
-    async def _on_barrier(self, namespace: str, payload: any_pb2.Any) -> None:
-        token = image_pb2.ImageDelete.FromString(payload.value).name
+    async def _on_barrier(self, namespace: str, token: str) -> None:
         barrier = self._waiting.get(token)
         if barrier is None:
             return  # another server's, a republished one, or one whose waiters gave up
@@ -193,7 +187,7 @@ class ImageIndex:
             entry = None
         if entry is None:
             try:
-                table = ImageTable(await self._client.list_images(namespace))
+                table = ImageTable(await self._client.scope(namespace).list_all_images())
             except RemovalError as exc:
                 _log.info("image index: listing %s failed: %s", namespace, exc.message)
                 self._settle(barrier, None)
@@ -207,20 +201,23 @@ class ImageIndex:
         self._tables.move_to_end(namespace)
         self._settle(barrier, entry[0])
 
-    async def _on_image_event(self, namespace: str, topic: str, payload: any_pb2.Any) -> None:
-        table = self._tables[namespace][0]
+    async def _on_image_event(self, event: StoreEvent) -> None:
+        table = self._tables[event.namespace][0]
         self.stats.events += 1
-        if topic == TOPIC_IMAGE_DELETE:
-            table.drop(image_pb2.ImageDelete.FromString(payload.value).name)
-            return
-        name = image_pb2.ImageCreate.FromString(payload.value).name  # ImageUpdate has the same field 1
-        try:
-            table.put(await self._client.get_image(namespace, name))
-        except NotFoundInContainerd:
+        name = event.image
+        if event.topic == TOPIC_IMAGE_DELETE:
             table.drop(name)
+            return
+        try:
+            found = await self._client.scope(event.namespace).read_image(name)
         except RemovalError as exc:
             _log.info("image index: reading %s failed (%s); rebuilding", name, exc.message)
             self._gap("point read failed")
+            return
+        if found is None:
+            table.drop(name)
+        else:
+            table.put(found)
 
     def _gap(self, why: str) -> None:
         """Forget every table; waiting calls read containerd directly."""

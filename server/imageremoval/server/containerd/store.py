@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Collection, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import any_pb2, field_mask_pb2
@@ -25,6 +25,7 @@ from imageremoval.gen.containerd.services.snapshots.v1 import snapshots_pb2, sna
 from imageremoval.gen.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from imageremoval.server.containerd import records
 from imageremoval.server.containerd.error_mapping import mapped
+from imageremoval.server.containerd.index_table import ImageTable
 from imageremoval.server.domain.errors import ContainerdFailed, DeadlineExceeded, NotFoundInContainerd
 from imageremoval.server.domain.model import (
     LABEL_GC_CONTENT_PREFIX,
@@ -97,20 +98,37 @@ class Stubs:
         )
 
 
-class ContainerdStore:
-    """One namespace of containerd; every call bounded by our timeout, shortened to the caller's deadline."""
+class ImageTables(Protocol):
+    """The image index (containerd/image_index.py): a namespace's records as of now, or None (then ask)."""
 
-    def __init__(self, stubs: Stubs, namespace: str, deadline: float | None = None) -> None:
+    async def table(self, namespace: str, deadline: float | None) -> ImageTable | None: ...
+
+
+class ContainerdStore:
+    """One namespace of containerd; every call bounded by our timeout, shortened to the caller's deadline.
+
+    With an image index, the record questions (image, records_of, image_and_children, records_by_id_prefix)
+    are answered from its table after a barrier of their own (README, "The image index"); without one, or
+    when it cannot answer, by containerd's Get and filtered List.
+    """
+
+    def __init__(
+        self, stubs: Stubs, namespace: str, deadline: float | None = None, index: ImageTables | None = None
+    ) -> None:
         self._stubs = stubs
         self._namespace = namespace
         self._deadline = deadline
+        self._index = index
 
     @property
     def namespace(self) -> str:
         return self._namespace
 
     def unbounded(self) -> ContainerdStore:
-        return ContainerdStore(self._stubs, self._namespace)
+        return ContainerdStore(self._stubs, self._namespace, index=self._index)
+
+    async def _table(self) -> ImageTable | None:
+        return None if self._index is None else await self._index.table(self._namespace, self._deadline)
 
     # How every call is made
 
@@ -158,6 +176,9 @@ class ContainerdStore:
     # Image records
 
     async def image(self, name: str) -> ImageRecord | None:
+        table = await self._table()
+        if table is not None:
+            return table.get(name)
         request = images_pb2.GetImageRequest(name=name)
         try:
             reply = await self._unary("images.get", self._stubs.images.Get, request)
@@ -169,12 +190,21 @@ class ContainerdStore:
         return await self._list_images(())
 
     async def records_of(self, image_id: str) -> list[ImageRecord]:
+        table = await self._table()
+        if table is not None:
+            return table.with_target(image_id)
         return await self._list_images([_target_is(image_id)])
 
     async def image_and_children(self, image_id: str) -> list[ImageRecord]:
+        table = await self._table()
+        if table is not None:
+            return table.related(image_id)
         return await self._list_images([_target_is(image_id), _parent_is(image_id)])
 
     async def records_by_id_prefix(self, hex_prefix: str, lookalike_name: str) -> list[ImageRecord]:
+        table = await self._table()
+        if table is not None:
+            return table.by_id_prefix(hex_prefix, lookalike_name)
         pattern = f"^sha256:{hex_prefix}[0-9a-f]{{{64 - len(hex_prefix)}}}$"
         return await self._list_images([f"name=={quote(lookalike_name)}", f"target.digest~={quote(pattern)}"])
 
@@ -351,6 +381,24 @@ class ContainerdStore:
         """Publish `/imageremoval/delete`: the image ID that is gone, as containerd's own ImageDelete."""
         payload = image_pb2.ImageDelete(name=image_id)
         await self._publish(TOPIC_DELETE, EVENT_TYPE_URL, payload.SerializeToString())
+
+    async def publish_marker(self, topic: str, token: str) -> None:
+        """Publish a marker of ours (the image index's barrier): ImageDelete whose name is the token."""
+        payload = image_pb2.ImageDelete(name=token).SerializeToString()
+        await self._publish(topic, EVENT_TYPE_URL, payload)
+
+    async def list_all_images(self) -> list[ImageRecord]:
+        """Every record, always from containerd (how the index builds a table)."""
+        return await self._list_images(())
+
+    async def read_image(self, name: str) -> ImageRecord | None:
+        """The record with this name, always from containerd (how the index applies an event)."""
+        request = images_pb2.GetImageRequest(name=name)
+        try:
+            reply = await self._unary("images.get", self._stubs.images.Get, request)
+        except NotFoundInContainerd:
+            return None
+        return records.to_image(reply.image)
 
     async def publish_empty(self, topic: str) -> None:
         """Publish an empty event (a probe: a subscriber seeing it knows it is subscribed)."""
