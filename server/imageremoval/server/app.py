@@ -205,6 +205,7 @@ def create_server(
     )
     events = EventPublisher(client, tracer)
     index = ImageIndex(client)
+    unindexed = client.without_index()
     client.attach_index(index)  # every store answers its record questions from the index
     remover = ImageRemover(client, tracer, RemovalMetrics(meter_provider) if measuring else None, policy, events=events)
     reader = InventoryReader(client, policy)
@@ -274,7 +275,9 @@ def create_server(
         health_server=health_server,
         health_port=health_port,
         tracker=(
-            UsageTracker(client, client, InventoryReader(client, policy), config.usage, metrics=reclaim_metrics)
+            UsageTracker(  # its reads are point reads: it needs no barrier of the image index
+                unindexed, unindexed, InventoryReader(unindexed, policy), config.usage, metrics=reclaim_metrics
+            )
             if config.usage.enabled
             else None
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
@@ -33,6 +34,12 @@ class ContainerdClient:
     def attach_index(self, index: ImageTables) -> None:
         """Every store handed out from now on answers its record questions from this image index."""
         self._index = index
+
+    def without_index(self) -> ContainerdClient:
+        """The same channel, whose stores always ask containerd (for background readers that need no barrier)."""
+        view = copy.copy(self)
+        view._index = None
+        return view
 
     @classmethod
     def connect(
