@@ -1,21 +1,17 @@
-"""Docker's conflict rules through the port: the users the lineage rule finds, and what check_conflicts says."""
+"""Docker's conflict rules as RemoveImage applies them (validate_only) over the fake store: who uses an image."""
 
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
-from imageremoval.server.domain.conflicts import check_conflicts
-from imageremoval.server.domain.container_users import ContainerUsers
 from imageremoval.server.domain.content import chain_id
-from imageremoval.server.domain.docker_rules import DeleteImage, decide
 from imageremoval.server.domain.errors import Conflict, ImageConflict
-from imageremoval.server.domain.model import ImageRecord, SnapshotKind, TaskState
-from imageremoval.server.domain.references import IdReference, parse_reference
-from imageremoval.server.domain.store import ImageStore
-from imageremoval.server.removal.content_walk import walk_present
-from imageremoval.server.removal.resolve import resolve
+from imageremoval.server.domain.model import Item, ItemKind, SnapshotKind, TaskState
+from imageremoval.server.removal.request import RemovalRequest
+from imageremoval.server.removal.service import ImageRemover
 
-from .support.fake_store import FakeStore
+from .support.fake_store import FakeStore, FakeStores, KeptEvents
 
 APP = "docker.io/library/app:latest"
 LAYER = "sha256:" + "1" * 64
@@ -23,16 +19,14 @@ OTHER_LAYER = "sha256:" + "2" * 64
 DOCKER_ID = "d" * 64
 
 
-async def _verdict(store: ImageStore, typed: str, *, force: bool) -> ImageRecord | None:
-    """What RemoveImage's check-conflicts phase decides for `typed`, from the store's state alone."""
-    reference = parse_reference(typed)
-    resolution = await resolve(store, reference)
-    decision = decide(resolution, force=force, by_id=isinstance(reference, IdReference) and resolution.named is None)
-    assert isinstance(decision, DeleteImage)
-    content = await walk_present(store, resolution.all[0].target)
-    users = await ContainerUsers.load(store)
-    using = await users.users(resolution.image_id, {r.name for r in resolution.all}, content)
-    return check_conflicts(resolution, decision, using, force=force)
+async def _verdict(store: FakeStore, typed: str, *, force: bool) -> list[Item]:
+    """What RemoveImage answers for `typed` (validate_only: every check, no change), by the server's own code."""
+    remover = ImageRemover(FakeStores(store), TracerProvider().get_tracer("test"), events=KeptEvents())
+    return await remover.remove(RemovalRequest(typed, store.namespace, force=force, validate_only=True))
+
+
+def _deleted(items: list[Item], image_id: str) -> bool:
+    return Item(ItemKind.DELETED, image_id, image_id) in items
 
 
 def _image(store: FakeStore, *names: str, layer: str = LAYER) -> str:
@@ -41,11 +35,6 @@ def _image(store: FakeStore, *names: str, layer: str = LAYER) -> str:
         store.tag(name, target)
     store.snapshot(chain_id([layer]), "", SnapshotKind.COMMITTED)
     return target.digest
-
-
-def test_the_fake_implements_the_port() -> None:
-    store: ImageStore = FakeStore()  # mypy checks the Protocol; the tests below rely on it
-    assert store.unbounded() is store
 
 
 async def test_a_running_container_refuses_the_removal_even_with_force() -> None:
@@ -67,16 +56,15 @@ async def test_a_stopped_container_refuses_without_force_and_not_with_it() -> No
     with pytest.raises(ImageConflict) as caught:
         await _verdict(store, image_id, force=False)
     assert caught.value.metadata["conflict"] == Conflict.STOPPED_CONTAINER
-    assert await _verdict(store, image_id, force=True) is None
+    assert _deleted(await _verdict(store, image_id, force=True), image_id)
 
 
 async def test_force_on_the_last_name_of_an_image_in_use_untags_it_softly() -> None:
     store = FakeStore()
-    _image(store, APP)
+    image_id = _image(store, APP)
     store.snapshot("box", chain_id([LAYER]), SnapshotKind.ACTIVE)
     store.container("box", APP, None, snapshot_key="box")
-    kept = await _verdict(store, "app", force=True)
-    assert kept is not None and kept.name == APP
+    assert await _verdict(store, "app", force=True) == [Item(ItemKind.UNTAGGED, "app:latest", image_id)]
 
 
 async def test_a_dockerd_container_without_a_record_is_found_by_its_snapshots() -> None:
@@ -98,7 +86,7 @@ async def test_a_container_on_another_images_layer_does_not_use_this_one() -> No
     store.snapshot(stacked, chain_id([LAYER]), SnapshotKind.COMMITTED)
     store.snapshot("box", stacked, SnapshotKind.ACTIVE)
     store.container("box", "docker.io/library/stacked:latest", TaskState.RUNNING, snapshot_key="box")
-    assert await _verdict(store, image_id, force=False) is None
+    assert _deleted(await _verdict(store, image_id, force=False), image_id)
 
 
 async def test_several_repositories_by_id_need_force() -> None:
@@ -107,4 +95,4 @@ async def test_several_repositories_by_id_need_force() -> None:
     with pytest.raises(ImageConflict) as caught:
         await _verdict(store, image_id, force=False)
     assert caught.value.metadata["conflict"] == Conflict.MULTIPLE_REFERENCES
-    assert await _verdict(store, image_id, force=True) is None
+    assert _deleted(await _verdict(store, image_id, force=True), image_id)

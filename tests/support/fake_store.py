@@ -16,6 +16,7 @@ from imageremoval.server.domain.model import (
     ContentInfo,
     Descriptor,
     ImageRecord,
+    Item,
     LeaseResource,
     SnapshotInfo,
     SnapshotKind,
@@ -199,3 +200,29 @@ class FakeStore:
 
     async def collect_garbage(self) -> None:
         self.collections += 1
+
+
+@dataclass
+class FakeStores:
+    """The ImageStores a remover is built on, handing out one FakeStore whatever the namespace or deadline."""
+
+    store: FakeStore
+
+    def scope(self, namespace: str, *, deadline: float | None = None) -> FakeStore:
+        return self.store
+
+    async def namespaces(self) -> list[str]:
+        return [self.store.namespace]
+
+
+@dataclass
+class KeptEvents:
+    """ChangeEvents that keep what a removal would announce."""
+
+    published: list[tuple[str, str, list[Item]]] = field(default_factory=list)
+
+    def publish(self, namespace: str, reference: str, items: Sequence[Item]) -> None:
+        self.published.append((namespace, reference, list(items)))
+
+    async def drain(self, seconds: float) -> None:
+        return None
