@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from .support.ctr import Ctr
 from .support.images import Layer, manifest
 from .support.invariant import broken_images
 from .support.store import Store
+from .support.waiting import wait_until
 
 IMAGE_TAR = Path(__file__).parent.parent / "build" / "image" / "imageremoval.oci.tar"
 IMAGE = "docker.io/library/imageremoval:0.1.0"
@@ -32,15 +32,6 @@ def _image_tar() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return IMAGE_TAR
-
-
-def _wait(predicate: object, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _serving(target: str) -> bool:
@@ -101,10 +92,10 @@ def served(
         "imageremoval-server", "--listen", "unix:///run/imageremoval/grpc.sock", "--namespace", ns,
     )  # fmt: skip
     target = f"unix://{run / 'grpc.sock'}"
-    assert _wait(lambda: _serving(target)), ctr(ns, "tasks", "ls").stdout
+    assert wait_until(lambda: _serving(target), timeout=60), ctr(ns, "tasks", "ls").stdout
     yield target
     ctr(ns, "tasks", "kill", "-s", "SIGTERM", CONTAINER, check=False)
-    _wait(lambda: ctr.task_status(ns, CONTAINER) in {"STOPPED", ""}, timeout=30)
+    wait_until(lambda: ctr.task_status(ns, CONTAINER) in {"STOPPED", ""}, timeout=30)
 
 
 def test_the_image_runs_as_its_own_user_on_a_read_only_root(ctr: Ctr, image_ns: str, served: str) -> None:
@@ -137,6 +128,6 @@ def test_an_image_is_removed_through_the_container_from_outside(
 def test_sigterm_stops_the_container_cleanly(ctr: Ctr, image_ns: str, served: str) -> None:
     ns = image_ns  # last in the module: it ends the shared container
     ctr(ns, "tasks", "kill", "-s", "SIGTERM", CONTAINER)
-    assert _wait(lambda: ctr.task_status(ns, CONTAINER) == "STOPPED", timeout=30)
+    assert wait_until(lambda: ctr.task_status(ns, CONTAINER) == "STOPPED", timeout=30)
     out = ctr(ns, "tasks", "delete", CONTAINER, check=False)
     assert "non-zero exit code" not in out.stdout + out.stderr, out.stderr

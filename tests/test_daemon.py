@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from imageremoval.server.containerd.daemon import DaemonError, PrivateContainerd
 from .support.ctr import Ctr
 from .support.images import Layer, manifest
 from .support.store import Store
+from .support.waiting import wait_until
 
 
 def _plugins(ctr: Ctr) -> list[tuple[str, str, str]]:
@@ -127,10 +127,7 @@ def test_an_orphaned_containerd_is_found_by_its_lock_and_left_running(tmp_path: 
         os.kill(orphan, 0)  # still alive
     finally:
         os.kill(orphan, signal.SIGTERM)
-        for _ in range(200):
-            if not Path(f"/proc/{orphan}").exists():
-                break
-            time.sleep(0.05)
+        wait_until(lambda: not Path(f"/proc/{orphan}").exists(), timeout=10)
 
 
 def test_a_stale_socket_is_replaced_and_a_restart_works(tmp_path: Path) -> None:

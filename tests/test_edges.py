@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import stat
@@ -17,9 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry.sdk.trace import TracerProvider
 
 from bench.env import ServerProcess
 from bench.request_memory import BOMB_BYTES, PLAIN_BYTES, _payload, measure
@@ -36,40 +33,12 @@ from .support.h2 import rapid_reset, server_settings
 from .support.images import file_layer, manifest
 from .support.interceptors import SlowDeletes
 from .support.pki import Authority
-from .support.server import ServerThread
+from .support.server import SERVICE, health, serve
+from .support.status import error_info
 from .support.store import Store
+from .support.waiting import wait_until
 
-SERVICE = "imageremoval.v1.ImageRemovalService"
 SERVER_BIN = Path(sys.executable).parent / "imageremoval-server"
-
-
-def _serve(address: str, config: ServerConfig, **options: Any) -> ServerThread:
-    return ServerThread(config, address, TracerProvider(), **options)
-
-
-def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
-    metadata: list[tuple[str, bytes]] = list(error.trailing_metadata() or ())  # type: ignore[arg-type]
-    status = status_pb2.Status.FromString(dict(metadata)["grpc-status-details-bin"])
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    return info
-
-
-def _health(channel: grpc.Channel) -> int:
-    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=5)
-    return int(reply.status)
-
-
-def _wait(predicate: Any, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with_result = False
-        with contextlib.suppress(grpc.RpcError):
-            with_result = bool(predicate())
-        if with_result:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # Memory is bounded by the request limit, not by gzip (issue 9, item 2)
@@ -95,7 +64,7 @@ def test_oversized_and_gzip_bomb_requests_are_refused_before_they_are_buffered(
 def test_a_second_server_on_a_taken_port_refuses_to_start_with_one_line(
     containerd: PrivateContainerd, tmp_path: Path
 ) -> None:
-    first = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
+    first = serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
     try:
         command = [str(SERVER_BIN), "--listen", f"127.0.0.1:{first.port}", "--containerd-address", containerd.address]
         second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -109,7 +78,7 @@ def test_a_second_server_on_a_taken_port_refuses_to_start_with_one_line(
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and "already in use" in lines[0] and "Traceback" not in stderr, stderr
         with grpc.insecure_channel(f"127.0.0.1:{first.port}") as channel:
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
         # Without --containerd-address the check comes before a private containerd is started for nothing.
         run_dir = tmp_path / "run"
         command = [str(SERVER_BIN), "--listen", f"127.0.0.1:{first.port}", "--run-dir", str(run_dir)]
@@ -150,7 +119,7 @@ def test_a_served_unix_socket_has_its_final_mode_even_with_umask_000(
     path = tmp_path / "open.sock"
     old = os.umask(0)
     try:
-        thread = _serve(containerd.address, ServerConfig(listen=f"unix://{path}"))
+        thread = serve(containerd.address, ServerConfig(listen=f"unix://{path}"))
     finally:
         os.umask(old)
     try:
@@ -167,26 +136,26 @@ def test_a_unix_listen_path_that_is_not_a_stale_socket_is_never_removed(
     regular = tmp_path / "notes.txt"
     regular.write_text("precious")
     with pytest.raises(OSError, match="not a socket"):
-        _serve(containerd.address, ServerConfig(listen=f"unix://{regular}"))
+        serve(containerd.address, ServerConfig(listen=f"unix://{regular}"))
     assert regular.read_text() == "precious"
 
     live = tmp_path / "live.sock"
-    first = _serve(containerd.address, ServerConfig(listen=f"unix://{live}"))
+    first = serve(containerd.address, ServerConfig(listen=f"unix://{live}"))
     try:
         with pytest.raises(OSError, match="already listening"):
-            _serve(containerd.address, ServerConfig(listen=f"unix://{live}"))
+            serve(containerd.address, ServerConfig(listen=f"unix://{live}"))
         with grpc.insecure_channel(f"unix://{live}") as channel:
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
     finally:
         first.stop()
 
     stale = tmp_path / "stale.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
         dead.bind(str(stale))  # bound, never listening: what a killed server leaves behind
-    replacement = _serve(containerd.address, ServerConfig(listen=f"unix://{stale}"))
+    replacement = serve(containerd.address, ServerConfig(listen=f"unix://{stale}"))
     try:
         with grpc.insecure_channel(f"unix://{stale}") as channel:
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
     finally:
         replacement.stop()
 
@@ -218,14 +187,14 @@ def test_a_common_name_that_spells_a_spiffe_id_is_not_that_spiffe_id(
         tls=TlsConfig(cert, key, ca_file),
         identity_namespaces={"spiffe://test/ops": frozenset({ns}), "cn:carol": frozenset({ns})},
     )
-    thread = _serve(containerd.address, config)
+    thread = serve(containerd.address, config)
     try:
         with _tls_channel(thread.port, ca.pem, ca.issue("spiffe://test/ops")) as channel:
             stub = pb_grpc.ImageRemovalServiceStub(channel)
             with pytest.raises(grpc.RpcError) as caught:
                 stub.RemoveImage(pb.RemoveImageRequest(image="a:1", namespace=ns), timeout=30)
             assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-            assert _error_info(caught.value).metadata["identity"] == "cn:spiffe://test/ops"
+            assert error_info(caught.value).metadata["identity"] == "cn:spiffe://test/ops"
         with _tls_channel(thread.port, ca.pem, ca.issue("ops", uris=("spiffe://test/ops",))) as channel:
             stub = pb_grpc.ImageRemovalServiceStub(channel)
             assert stub.RemoveImage(pb.RemoveImageRequest(image="a:1", namespace=ns), timeout=30).items
@@ -245,17 +214,17 @@ def test_a_deleted_client_ca_file_stops_trusting_that_ca(
     if cert_file == "fullchain":  # leaf + the CA that also signs clients, as fullchain.pem files are
         cert.write_bytes(cert.read_bytes() + ca.pem)
     alice = ca.issue("alice")
-    thread = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0", tls=TlsConfig(cert, key, ca_file)))
+    thread = serve(containerd.address, ServerConfig(listen="127.0.0.1:0", tls=TlsConfig(cert, key, ca_file)))
     try:
         with _tls_channel(thread.port, ca.pem, alice) as channel:
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
         ca_file.unlink()
         with _tls_channel(thread.port, ca.pem, alice) as channel, pytest.raises(grpc.RpcError) as caught:
-            _health(channel)
+            health(channel)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # the handshake is refused
         ca_file.write_bytes(ca.pem)
         with _tls_channel(thread.port, ca.pem, alice) as channel:
-            assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+            assert health(channel) == health_pb2.HealthCheckResponse.SERVING
     finally:
         thread.stop()
 
@@ -274,7 +243,7 @@ def test_a_deleted_client_ca_file_stops_trusting_that_ca(
 def test_garbage_to_health_and_reflection_is_invalid_argument_with_error_info(
     containerd: PrivateContainerd, method: str, streaming: str
 ) -> None:
-    thread = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
+    thread = serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
     garbage = b"\xff\xff\xff\xff"
     try:
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel, pytest.raises(grpc.RpcError) as caught:
@@ -285,7 +254,7 @@ def test_garbage_to_health_and_reflection_is_invalid_argument_with_error_info(
             else:
                 list(channel.stream_stream(method, None, None)(iter([garbage]), timeout=10))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert _error_info(caught.value).reason == Reason.MALFORMED_REQUEST
+        assert error_info(caught.value).reason == Reason.MALFORMED_REQUEST
         assert "Error" not in (caught.value.details() or "")  # no Python exception class
     finally:
         thread.stop()
@@ -295,19 +264,19 @@ def test_garbage_to_health_and_reflection_is_invalid_argument_with_error_info(
 
 
 def test_watch_streams_and_zero_message_calls_neither_hang_nor_hold_shutdown(containerd: PrivateContainerd) -> None:
-    thread = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
+    thread = serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
     channel = grpc.insecure_channel(f"127.0.0.1:{thread.port}")
     try:
         for method in (f"/{SERVICE}/RemoveImage", "/grpc.health.v1.Health/Check"):
             with pytest.raises(grpc.RpcError) as caught:
                 channel.stream_unary(method, None, None)(iter(()), timeout=10)  # half-closed, no message
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
-            assert _error_info(caught.value).reason == Reason.MALFORMED_REQUEST
+            assert error_info(caught.value).reason == Reason.MALFORMED_REQUEST
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=SERVICE))
         statuses: list[int] = []
         reader = threading.Thread(target=lambda: statuses.extend(int(r.status) for r in watch), daemon=True)
         reader.start()
-        assert _wait(lambda: statuses[-1:] == [health_pb2.HealthCheckResponse.SERVING])
+        assert wait_until(lambda: statuses[-1:] == [health_pb2.HealthCheckResponse.SERVING])
         thread.stop(grace=30)
         reader.join(30)
     finally:
@@ -322,7 +291,7 @@ def test_watch_streams_and_zero_message_calls_neither_hang_nor_hold_shutdown(con
 
 
 def test_http2_settings_limit_the_streams_of_one_connection(containerd: PrivateContainerd) -> None:
-    thread = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
+    thread = serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
     try:
         settings = server_settings(thread.port)
     finally:
@@ -332,7 +301,7 @@ def test_http2_settings_limit_the_streams_of_one_connection(containerd: PrivateC
 
 def test_rapid_resets_from_one_client_do_not_fail_anyone_else(containerd: PrivateContainerd) -> None:
     # Before the limit, 2 x 50,000 HEADERS+RST_STREAM pairs failed about 40 of 110 innocent health checks.
-    thread = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
+    thread = serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
     attackers = [
         threading.Thread(target=rapid_reset, args=(thread.port, "/grpc.health.v1.Health/Check", 50_000))
         for _ in range(2)
@@ -394,7 +363,7 @@ def test_one_client_cannot_take_every_removal_slot_while_another_waits(
         extra_listen=(f"unix://{sock}",),
         limits=replace(Limits(), max_concurrent_removals=2),
     )
-    thread = _serve(containerd.address, config, containerd_interceptors=[slow])
+    thread = serve(containerd.address, config, containerd_interceptors=[slow])
 
     def in_background(client: ImageRemovalClient, image: str) -> threading.Thread:
         worker = threading.Thread(target=client.remove, args=(image,), kwargs={"namespace": ns})
@@ -436,13 +405,13 @@ def test_unavailable_answers_do_not_show_the_containerd_socket_path(
 ) -> None:
     missing = str(tmp_path / "nobody-home" / "containerd.sock")
     caplog.set_level("WARNING", logger="imageremoval")
-    thread = _serve(missing, ServerConfig(listen="127.0.0.1:0"))
+    thread = serve(missing, ServerConfig(listen="127.0.0.1:0"))
     try:
         with ImageRemovalClient(f"127.0.0.1:{thread.port}") as client, pytest.raises(ImageRemovalError) as caught:
             client.remove("busybox")
         assert caught.value.reason == Reason.CONTAINERD_UNAVAILABLE
         assert missing not in caught.value.message and "nobody-home" not in str(caught.value.metadata)
-        assert _wait(lambda: missing in caplog.text, timeout=5)
+        assert wait_until(lambda: missing in caplog.text, timeout=5)
     finally:
         thread.stop()
 
@@ -483,16 +452,16 @@ def test_service_recovers_promptly_after_a_long_containerd_outage(own_containerd
     # backoff of at most RECONNECT_BACKOFF_MS[1] (plus gRPC's 20% jitter) only the probes in that window fail.
     # Counted, not timed; `python -m bench.recovery` measures the time.
     polls = VersionPolls()
-    thread = _serve(own_containerd.address, ServerConfig(listen="127.0.0.1:0"), containerd_interceptors=[polls])
+    thread = serve(own_containerd.address, ServerConfig(listen="127.0.0.1:0"), containerd_interceptors=[polls])
     try:
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel:
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
             own_containerd.stop()
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING)
             time.sleep(20)  # the outage itself: long enough for gRPC's default backoff to grow
             own_containerd.start()  # returns once containerd accepts connections
             polls.back.set()
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING, timeout=60)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING, timeout=60)
     finally:
         thread.stop()
     window_polls = RECONNECT_BACKOFF_MS[1] / 1000 * 1.2 / 0.2

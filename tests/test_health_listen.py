@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
+from grpc_health.v1 import health_pb2
 from opentelemetry.sdk.trace import TracerProvider
 
 from imageremoval.gen.v1 import image_removal_pb2 as pb
@@ -20,22 +17,9 @@ from imageremoval.server.containerd.daemon import PrivateContainerd
 from imageremoval.server.domain.errors import Reason
 
 from .support.pki import Authority
-from .support.server import ServerThread
-
-SERVICE = "imageremoval.v1.ImageRemovalService"
-
-
-def _status(channel: grpc.Channel, service: str = "") -> int:
-    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-    return int(reply.status)
-
-
-def _wait_for(channel: grpc.Channel, wanted: int) -> bool:
-    for _ in range(200):
-        if _status(channel) == wanted:
-            return True
-        time.sleep(0.05)
-    return False
+from .support.server import SERVICE, ServerThread, health
+from .support.status import error_info
+from .support.waiting import wait_until
 
 
 def test_health_listener_is_off_by_default_and_set_by_flag_or_environment() -> None:
@@ -65,19 +49,19 @@ def test_with_tls_on_probes_get_plaintext_health_and_nothing_else(
         health_port = thread.app.health_port
         assert health_port not in (0, thread.port)
         with grpc.insecure_channel(f"127.0.0.1:{health_port}") as probe:
-            assert _wait_for(probe, health_pb2.HealthCheckResponse.SERVING)
-            assert _status(probe, SERVICE) == health_pb2.HealthCheckResponse.SERVING
+            assert wait_until(lambda: health(probe, "") == health_pb2.HealthCheckResponse.SERVING)
+            assert health(probe, SERVICE) == health_pb2.HealthCheckResponse.SERVING
             with pytest.raises(grpc.RpcError) as caught:
                 pb_grpc.ImageRemovalServiceStub(probe).RemoveImage(pb.RemoveImageRequest(image="busybox"), timeout=5)
             assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
         # The main port still speaks only TLS.
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as plain, pytest.raises(grpc.RpcError) as refused:
-            _status(plain)
+            health(plain, "")
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         thread.stop()
         stopped = True
         with grpc.insecure_channel(f"127.0.0.1:{health_port}") as probe, pytest.raises(grpc.RpcError) as gone:
-            _status(probe)
+            health(probe, "")
         assert gone.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         if not stopped:
@@ -88,9 +72,9 @@ def test_the_health_listener_turns_not_serving_when_shutdown_begins(containerd: 
     config = ServerConfig(listen="127.0.0.1:0", health_listen="127.0.0.1:0", drain_seconds=3)
     thread = ServerThread(config, containerd.address, TracerProvider())
     with grpc.insecure_channel(f"127.0.0.1:{thread.app.health_port}") as probe:
-        assert _wait_for(probe, health_pb2.HealthCheckResponse.SERVING)
+        assert wait_until(lambda: health(probe, "") == health_pb2.HealthCheckResponse.SERVING)
         stopping = asyncio.run_coroutine_threadsafe(thread.app.stop(1), thread.loop)  # drains for 3 s
-        assert _wait_for(probe, health_pb2.HealthCheckResponse.NOT_SERVING)
+        assert wait_until(lambda: health(probe, "") == health_pb2.HealthCheckResponse.NOT_SERVING)
         stopping.result(20)
     thread.loop.call_soon_threadsafe(thread.loop.stop)
 
@@ -103,9 +87,6 @@ def test_garbage_to_the_health_listener_is_refused_like_on_the_main_port(contain
             with pytest.raises(grpc.RpcError) as caught:
                 probe.unary_unary("/grpc.health.v1.Health/Check", None, None)(b"\xff\xff\xff\xff", timeout=10)
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
-            assert status is not None
-            info = error_details_pb2.ErrorInfo()
-            assert status.details[0].Unpack(info) and info.reason == Reason.MALFORMED_REQUEST
+            assert error_info(caught.value).reason == Reason.MALFORMED_REQUEST
     finally:
         thread.stop()

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -39,8 +38,9 @@ from imageremoval.server.telemetry.providers import service_version, telemetry_f
 from imageremoval.server.telemetry.scrape import serve_metrics
 
 from .support.images import file_layer, manifest
-from .support.server import ServerThread
+from .support.server import ServerThread, health
 from .support.store import Store
+from .support.waiting import wait_until
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -96,19 +96,21 @@ def _remove(port: int, image: str, namespace: str, **fields: Any) -> grpc.RpcErr
 def _ours(spans: InMemorySpanExporter, *, events: bool = False) -> list[ReadableSpan]:
     """This trace's finished spans, once the server span (and, when asked, the events span, which the
     publisher ends just after the reply) has ended."""
-    found: list[ReadableSpan] = []
-    for _ in range(100):
-        found = [
+
+    def found() -> list[ReadableSpan]:
+        return [
             s
             for s in spans.get_finished_spans()
             if s.context is not None and format(s.context.trace_id, "032x") == TRACE_ID
         ]
-        if any(s.kind is SpanKind.SERVER for s in found) and (
-            not events or any(s.name == t.SPAN_EVENTS for s in found)
-        ):
-            break
-        time.sleep(0.05)
-    return found
+
+    def ended(ours: list[ReadableSpan]) -> bool:
+        return any(s.kind is SpanKind.SERVER for s in ours) and (
+            not events or any(s.name == t.SPAN_EVENTS for s in ours)
+        )
+
+    wait_until(lambda: ended(found()), timeout=5)
+    return found()
 
 
 def test_the_callers_trace_continues_through_every_phase_into_containerd(
@@ -211,10 +213,7 @@ def test_health_checks_are_not_traced(
     with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     probes = _version_calls(recorder)
-    for _ in range(200):  # until the server's containerd probe has run once more (every 2 s)
-        if _version_calls(recorder) > probes:
-            break
-        time.sleep(0.05)
+    wait_until(lambda: _version_calls(recorder) > probes, timeout=10)  # the probe runs every 2 s
     assert _version_calls(recorder) > probes, "the containerd probe ran"
     assert [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER] == []
     assert [s.name for s in spans.get_finished_spans() if s.name.endswith("Version/Version")] == []
@@ -337,11 +336,8 @@ def scraped(containerd: PrivateContainerd, store: Store, ns: str) -> Iterator[tu
         assert _call_raw(thread.port, b"\xff\xff\xff") == grpc.StatusCode.INVALID_ARGUMENT
         # Bytes reclaimed are counted just after the call, and containerd_up once the health probe has run:
         # scrape until both are there.
-        for _ in range(600):
-            status, body = _scrape(port)
-            if _scraped_ready(body):
-                break
-            time.sleep(0.05)
+        wait_until(lambda: _scraped_ready(_scrape(port)[1]), timeout=30)
+        status, body = _scrape(port)
         assert status == 200 and _scraped_ready(body), body
         yield port, body
     finally:
@@ -494,15 +490,7 @@ def test_otlp_delivers_spans_and_logs_carry_the_trace(
     reader.start()
     try:
         store.put(ns, ["docker.io/library/otlp:latest"], manifest((file_layer("o", b"otlp"),), note="otlp"))
-        for _ in range(100):
-            try:
-                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    break
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
+        wait_until(lambda: health(f"127.0.0.1:{port}", "") == health_pb2.HealthCheckResponse.SERVING, timeout=10)
         assert isinstance(_remove(port, "otlp", ns), pb.RemoveImageResponse)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -6,7 +6,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry.sdk.trace import TracerProvider
 
 from imageremoval.client import ImageRemovalClient, ImageRemovalError
 from imageremoval.gen.v1 import image_removal_pb2 as pb
@@ -28,19 +26,9 @@ from imageremoval.server.domain.errors import Reason
 from .support.images import file_layer, manifest
 from .support.interceptors import SlowDeletes
 from .support.pki import Authority
-from .support.server import ServerThread
+from .support.server import health, serve
 from .support.store import Store
-
-SERVICE = "imageremoval.v1.ImageRemovalService"
-
-
-def _serve(address: str, config: ServerConfig, **options: Any) -> ServerThread:
-    return ServerThread(config, address, TracerProvider(), **options)
-
-
-def _health(channel: grpc.Channel) -> int:
-    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=5)
-    return int(reply.status)
+from .support.waiting import wait_until
 
 
 def _remove(channel: grpc.Channel, image: str, namespace: str, timeout: float = 30, **fields: Any) -> Any:
@@ -54,15 +42,6 @@ def _refused(channel: grpc.Channel, namespace: str) -> bool:
         _remove(channel, "anything", namespace, timeout=5)
     except grpc.RpcError as error:
         return bool(error.code() == grpc.StatusCode.UNAVAILABLE)
-    return False
-
-
-def _wait(predicate: Any, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
     return False
 
 
@@ -90,12 +69,12 @@ def _tls_channel(port: int, ca_pem: bytes, client: Any = None) -> grpc.Channel:
 
 def test_tls_serves_encrypted_and_refuses_plaintext(containerd: PrivateContainerd, pki: dict[str, Any]) -> None:
     cert, key = pki["server"]
-    thread = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0", tls=TlsConfig(cert, key)))
+    thread = serve(containerd.address, ServerConfig(listen="127.0.0.1:0", tls=TlsConfig(cert, key)))
     try:
         with _tls_channel(thread.port, pki["ca"].pem) as channel:
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as plain, pytest.raises(grpc.RpcError) as caught:
-            _health(plain)
+            health(plain)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         thread.stop()
@@ -106,13 +85,13 @@ def test_mutual_tls_refuses_clients_without_a_trusted_certificate(
 ) -> None:
     cert, key = pki["server"]
     config = ServerConfig(listen="127.0.0.1:0", tls=TlsConfig(cert, key, pki["folder"] / "ca.crt"))
-    thread = _serve(containerd.address, config)
+    thread = serve(containerd.address, config)
     try:
         with _tls_channel(thread.port, pki["ca"].pem, pki["alice"]) as channel:
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
         for client in (None, pki["stranger"]):
             with _tls_channel(thread.port, pki["ca"].pem, client) as channel, pytest.raises(grpc.RpcError) as caught:
-                _health(channel)
+                health(channel)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         thread.stop()
@@ -129,7 +108,7 @@ def test_a_client_identity_may_touch_only_its_namespaces(
     )
     image_id = store.put(ns, ["docker.io/library/mine:latest"], manifest((file_layer("m", b"mine"),), note="mine"))
     store.put("default", ["docker.io/library/theirs:latest"], manifest((file_layer("t", b"theirs"),), note="t"))
-    thread = _serve(containerd.address, config)
+    thread = serve(containerd.address, config)
     try:
         with _tls_channel(thread.port, pki["ca"].pem, pki["alice"]) as channel:
             with pytest.raises(grpc.RpcError) as caught:
@@ -147,15 +126,15 @@ def test_a_client_identity_may_touch_only_its_namespaces(
 def test_certificates_are_reloaded_when_their_files_change(containerd: PrivateContainerd, tmp_path: Path) -> None:
     old_ca, new_ca = Authority("old CA"), Authority("new CA")
     cert, key = old_ca.issue("imageremoval", ips=("127.0.0.1",), dns=("localhost",)).write(tmp_path, "server")
-    thread = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0", tls=TlsConfig(cert, key)))
+    thread = serve(containerd.address, ServerConfig(listen="127.0.0.1:0", tls=TlsConfig(cert, key)))
     try:
         with _tls_channel(thread.port, old_ca.pem) as channel:
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
         rotated = new_ca.issue("imageremoval", ips=("127.0.0.1",), dns=("localhost",))
         key.write_bytes(rotated.key)
         cert.write_bytes(rotated.cert)
         with _tls_channel(thread.port, new_ca.pem) as channel:
-            assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+            assert health(channel) == health_pb2.HealthCheckResponse.SERVING
     finally:
         thread.stop()
 
@@ -166,7 +145,7 @@ def test_unix_socket_is_owner_and_group_only(
     socket_path = tmp_path / "run" / "imageremoval.sock"
     config = ServerConfig(listen=f"unix://{socket_path}")
     image_id = store.put(ns, ["docker.io/library/unix:latest"], manifest((file_layer("u", b"unix"),), note="unix"))
-    thread = _serve(containerd.address, config)
+    thread = serve(containerd.address, config)
     try:
         assert stat.S_IMODE(socket_path.stat().st_mode) == 0o660
         with ImageRemovalClient(f"unix://{socket_path}") as client:
@@ -189,7 +168,7 @@ def test_namespaces_outside_the_allow_list_are_permission_denied(
     containerd: PrivateContainerd, store: Store, ns: str
 ) -> None:
     store.put(ns, ["docker.io/library/a:latest"], manifest((file_layer("a", b"a"),), note="allow"))
-    thread = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0", allowed_namespaces=frozenset({"k8s.io"})))
+    thread = serve(containerd.address, ServerConfig(listen="127.0.0.1:0", allowed_namespaces=frozenset({"k8s.io"})))
     try:
         with ImageRemovalClient(f"127.0.0.1:{thread.port}") as client, pytest.raises(ImageRemovalError) as caught:
             client.remove("a", namespace=ns)
@@ -209,8 +188,8 @@ def test_pinned_and_protected_images_are_refused_even_with_force(
         labels={"io.cri-containerd.pinned": "pinned"},
     )
     store.put(ns, ["registry.k8s.io/pause:3.9"], manifest((file_layer("s", b"s"),), note="pause"))
-    strict = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
-    lenient = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0", allow_force_protected=True))
+    strict = serve(containerd.address, ServerConfig(listen="127.0.0.1:0"))
+    lenient = serve(containerd.address, ServerConfig(listen="127.0.0.1:0", allow_force_protected=True))
     try:
         with ImageRemovalClient(f"127.0.0.1:{strict.port}") as client:
             for image in ("pinned", "registry.k8s.io/pause:3.9"):
@@ -234,7 +213,7 @@ def test_removals_beyond_the_limit_are_resource_exhausted(containerd: PrivateCon
     config = ServerConfig(listen="127.0.0.1:0", limits=replace(Limits(), max_concurrent_removals=1))
     store.put(ns, ["docker.io/library/one:latest"], manifest((file_layer("1", b"1"),), note="one"))
     store.put(ns, ["docker.io/library/two:latest"], manifest((file_layer("2", b"2"),), note="two"))
-    thread = _serve(containerd.address, config, containerd_interceptors=[slow])
+    thread = serve(containerd.address, config, containerd_interceptors=[slow])
     try:
         with ImageRemovalClient(f"127.0.0.1:{thread.port}") as client:
             first = threading.Thread(target=client.remove, args=("one",), kwargs={"namespace": ns})
@@ -255,7 +234,7 @@ def test_a_request_with_too_little_time_left_changes_nothing(
 ) -> None:
     config = ServerConfig(listen="127.0.0.1:0", limits=replace(Limits(), min_deadline_s=5.0))
     store.put(ns, ["docker.io/library/hurry:latest"], manifest((file_layer("h", b"h"),), note="hurry"))
-    thread = _serve(containerd.address, config)
+    thread = serve(containerd.address, config)
     try:
         with ImageRemovalClient(f"127.0.0.1:{thread.port}") as client, pytest.raises(ImageRemovalError) as caught:
             client.remove("hurry", namespace=ns, timeout=2)
@@ -272,15 +251,15 @@ def test_a_short_deadline_never_leaves_a_half_done_removal(
     image = manifest((file_layer("d", b"deadline"),), note="deadline")
     names = ["docker.io/library/d:1", "docker.io/library/d:2", "docker.io/library/e:1"]
     image_id = store.put(ns, names, image)
-    thread = _serve(containerd.address, ServerConfig(listen="127.0.0.1:0"), containerd_interceptors=[slow])
+    thread = serve(containerd.address, ServerConfig(listen="127.0.0.1:0"), containerd_interceptors=[slow])
     try:
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel, pytest.raises(grpc.RpcError) as caught:
             _remove(channel, image_id, ns, timeout=0.4, force=True)
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         # A mutation that started before the deadline passed runs to its end: all names and the content go.
         # On a loaded machine the deadline can pass before the first delete; then nothing at all may change.
-        if _wait(lambda: store.names(ns) == set(), timeout=10):
-            assert _wait(lambda: not store.has(ns, image.blob.digest), timeout=10)
+        if wait_until(lambda: store.names(ns) == set(), timeout=10):
+            assert wait_until(lambda: not store.has(ns, image.blob.digest), timeout=10)
         else:
             assert store.names(ns) == set(names)
             assert store.has(ns, image.blob.digest)
@@ -294,19 +273,19 @@ def test_shutdown_flips_health_first_then_refuses_new_calls_while_in_flight_remo
     slow = SlowDeletes(1.5)
     image_id = store.put(ns, ["docker.io/library/slow:latest"], manifest((file_layer("s", b"slow"),), note="slow"))
     config = ServerConfig(listen="127.0.0.1:0", drain_seconds=0.5)
-    thread = _serve(containerd.address, config, containerd_interceptors=[slow])
+    thread = serve(containerd.address, config, containerd_interceptors=[slow])
     target = f"127.0.0.1:{thread.port}"
     outcome: list[Any] = []
     with grpc.insecure_channel(target) as channel:
-        assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+        assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
         in_flight = threading.Thread(target=lambda: outcome.append(_remove(channel, "slow", ns)))
         in_flight.start()
         assert slow.started.wait(10)
         stopping = threading.Thread(target=thread.stop, kwargs={"grace": 10})
         stopping.start()
-        assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=2)
+        assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=2)
         # Served during the drain delay (NOT_FOUND), then refused (UNAVAILABLE) once it is over.
-        assert _wait(lambda: _refused(channel, ns), timeout=10)
+        assert wait_until(lambda: _refused(channel, ns), timeout=10)
         in_flight.join(15)
         stopping.join(15)
     assert outcome and [i.deleted for i in outcome[0].items if i.deleted] == [image_id]
@@ -322,18 +301,18 @@ def own_containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private
 
 
 def test_containerd_restart_is_survived_without_restarting_the_server(own_containerd: PrivateContainerd) -> None:
-    thread = _serve(own_containerd.address, ServerConfig(listen="127.0.0.1:0"))
+    thread = serve(own_containerd.address, ServerConfig(listen="127.0.0.1:0"))
     store = Store(own_containerd.address)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel:
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
             own_containerd.stop()
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING)
             with pytest.raises(grpc.RpcError) as caught:
                 _remove(channel, "busybox", "default")
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
             own_containerd.start()
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
             image_id = store.put("default", ["docker.io/library/back:latest"], manifest((file_layer("b", b"b"),)))
             reply = _remove(channel, "back", "default")
             assert [i.deleted for i in reply.items if i.deleted] == [image_id]
@@ -349,7 +328,7 @@ def test_a_removal_past_its_deadline_still_publishes_its_events_and_holds_its_sl
     image_id = store.put(ns, ["docker.io/library/ev:latest"], manifest((file_layer("e", b"events"),), note="events"))
     store.put(ns, ["docker.io/library/next:latest"], manifest((file_layer("n", b"next"),), note="next"))
     config = ServerConfig(listen="127.0.0.1:0", limits=replace(Limits(), max_concurrent_removals=1))
-    thread = _serve(containerd.address, config, containerd_interceptors=[slow])
+    thread = serve(containerd.address, config, containerd_interceptors=[slow])
     try:
         with store.record_events(ns, expect=2) as events, ImageRemovalClient(f"127.0.0.1:{thread.port}") as client:
             with pytest.raises(ImageRemovalError) as late:
@@ -358,8 +337,8 @@ def test_a_removal_past_its_deadline_still_publishes_its_events_and_holds_its_sl
             with pytest.raises(ImageRemovalError) as busy:
                 client.remove("next", namespace=ns)  # the first removal still holds the only slot
             assert busy.value.reason == Reason.TOO_MANY_REMOVALS
-            assert _wait(lambda: "docker.io/library/ev:latest" not in store.names(ns))
-            assert _wait(lambda: len(events.ours()) == 2, timeout=5)
+            assert wait_until(lambda: "docker.io/library/ev:latest" not in store.names(ns))
+            assert wait_until(lambda: len(events.ours()) == 2, timeout=5)
         assert events.ours() == [("/imageremoval/untag", "ev:latest"), ("/imageremoval/delete", image_id)]
     finally:
         thread.stop()
@@ -378,11 +357,11 @@ def test_transport_limits_reach_grpc() -> None:
 
 def test_oversized_metadata_is_refused_by_the_transport(containerd: PrivateContainerd) -> None:
     config = ServerConfig(listen="127.0.0.1:0", limits=replace(Limits(), max_metadata_bytes=4096))
-    thread = _serve(containerd.address, config)
+    thread = serve(containerd.address, config)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            assert _wait(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            assert wait_until(lambda: health(channel) == health_pb2.HealthCheckResponse.SERVING)
             small = stub.Check(health_pb2.HealthCheckRequest(), metadata=(("x-small", "a" * 100),), timeout=5)
             assert small.status == health_pb2.HealthCheckResponse.SERVING  # answered, not refused
             with pytest.raises(grpc.RpcError) as caught:
@@ -397,7 +376,7 @@ def test_the_cli_speaks_mutual_tls(containerd: PrivateContainerd, pki: dict[str,
     config = ServerConfig(listen="127.0.0.1:0", tls=TlsConfig(cert, key, pki["folder"] / "ca.crt"))
     image_id = store.put(ns, ["docker.io/library/tls:latest"], manifest((file_layer("t", b"tls"),), note="tls"))
     client_cert, client_key = pki["alice"].write(pki["folder"], "alice")
-    thread = _serve(containerd.address, config)
+    thread = serve(containerd.address, config)
     cli = [str(Path(sys.executable).parent / "imageremoval"), "rm", "--server", f"127.0.0.1:{thread.port}", "-n", ns]
     try:
         plain = subprocess.run([*cli, "tls"], capture_output=True, text=True, timeout=60, check=False)

@@ -33,7 +33,8 @@ from .support.ctr import Ctr
 from .support.images import Layer, Manifest, file_layer, manifest
 from .support.server import Server
 from .support.store import Store
-from .support.usage import DAY_NS, Tracked, eventually, lib, own_update, runnable
+from .support.usage import DAY_NS, Tracked, lib, own_update, runnable
+from .support.waiting import eventually
 
 PINNED = {"io.cri-containerd.pinned": "pinned"}
 UNTRACKED = UsageSettings(enabled=False, min_age_s=0.0)

@@ -25,7 +25,7 @@ from imageremoval.server.telemetry.metrics import RemovalMetrics
 from .support.gates import Before, Gate
 from .support.images import file_layer, index, manifest
 from .support.items import pairs, untagged
-from .support.remover import remover_on
+from .support.remover import estimator_on, remover_on
 from .support.store import LABEL_PARENT, Store
 
 NAME = "docker.io/library/guarded:latest"
@@ -67,26 +67,34 @@ async def test_a_platform_removal_re_reads_the_records_and_refuses_when_a_name_m
 
 
 async def _cancelled_during_resolve(
-    containerd: PrivateContainerd, store: Store, ns: str, **options: object
+    containerd: PrivateContainerd, store: Store, ns: str, *, wrapped: bool = False, **options: object
 ) -> tuple[str, ImageRemover]:
-    """A removal whose caller goes away while the reference is being resolved (nothing changed yet)."""
+    """A removal whose caller goes away while the reference is being resolved (nothing changed yet); `wrapped`:
+    called through the ReclaimEstimator, as the server calls it, whose own pre-read resolves first."""
     image_id = store.put(ns, [NAME], _small("cancelled"))
     gate = Gate("/containerd.services.images.v1.Images/List")
-    async with _remover(containerd, gate, **options) as remover:
-        call = asyncio.create_task(remover.remove(RemovalRequest(NAME, ns)))
+    client = ContainerdClient.connect(containerd.address, interceptors=[gate])  # type: ignore[list-item]
+    try:
+        remover = remover_on(client, **options)
+        request = RemovalRequest(NAME, ns)
+        removal = estimator_on(client, remover).remove(request) if wrapped else remover.remove(request)
+        call: asyncio.Task[object] = asyncio.create_task(removal)
         await gate.entered.wait()
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
         gate.opened.set()
         await remover.drain(30)  # the removal's own task has ended: stopped, or finished
+    finally:
+        await client.close()
     return image_id, remover
 
 
+@pytest.mark.parametrize("wrapped", [False, True], ids=["remover", "as-the-server-calls-it"])
 async def test_a_caller_that_cancels_before_any_change_stops_the_removal_at_the_next_phase(
-    containerd: PrivateContainerd, store: Store, ns: str
+    containerd: PrivateContainerd, store: Store, ns: str, wrapped: bool
 ) -> None:
-    image_id, _ = await _cancelled_during_resolve(containerd, store, ns)
+    image_id, _ = await _cancelled_during_resolve(containerd, store, ns, wrapped=wrapped)
     assert store.target(ns, NAME) == image_id, "nothing was removed"
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from opentelemetry.sdk.trace import TracerProvider
@@ -22,30 +21,15 @@ from imageremoval.server.domain.errors import Reason
 from imageremoval.server.telemetry import names as telemetry
 
 from .support.images import file_layer, manifest
-from .support.server import Server, ServerThread
+from .support.server import SERVICE, Server, ServerThread, health
+from .support.status import error_info, status_of
 from .support.store import Store
-
-SERVICE = "imageremoval.v1.ImageRemovalService"
-
-
-def _health(target: str, service: str = SERVICE) -> int:
-    with grpc.insecure_channel(target) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-        return int(reply.status)
-
-
-def _wait_for(predicate: object, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
+from .support.waiting import wait_until
 
 
 def test_health_is_serving_for_the_server_and_the_service(server: Server) -> None:
-    assert _wait_for(lambda: _health(server.target) == health_pb2.HealthCheckResponse.SERVING)
-    assert _health(server.target, "") == health_pb2.HealthCheckResponse.SERVING
+    assert wait_until(lambda: health(server.target) == health_pb2.HealthCheckResponse.SERVING)
+    assert health(server.target, "") == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_health_follows_containerd_from_absent_to_answering(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -54,12 +38,12 @@ def test_health_follows_containerd_from_absent_to_answering(tmp_path_factory: py
     thread = ServerThread(ServerConfig(listen="127.0.0.1:0"), daemon.address, TracerProvider())
     target = f"127.0.0.1:{thread.port}"
     try:
-        assert _health(target) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert health(target) == health_pb2.HealthCheckResponse.NOT_SERVING
         with ImageRemovalClient(target) as client, pytest.raises(ImageRemovalError) as caught:
             client.remove("busybox")
         assert (caught.value.code, caught.value.reason) == ("UNAVAILABLE", Reason.CONTAINERD_UNAVAILABLE)
         daemon.start()
-        assert _wait_for(lambda: _health(target) == health_pb2.HealthCheckResponse.SERVING)
+        assert wait_until(lambda: health(target) == health_pb2.HealthCheckResponse.SERVING)
     finally:
         thread.stop()
         daemon.stop()
@@ -68,7 +52,7 @@ def test_health_follows_containerd_from_absent_to_answering(tmp_path_factory: py
 def test_health_turns_not_serving_as_shutdown_begins(containerd: PrivateContainerd) -> None:
     thread = ServerThread(ServerConfig(listen="127.0.0.1:0"), containerd.address, TracerProvider())
     target = f"127.0.0.1:{thread.port}"
-    assert _wait_for(lambda: _health(target) == health_pb2.HealthCheckResponse.SERVING)
+    assert wait_until(lambda: health(target) == health_pb2.HealthCheckResponse.SERVING)
     seen: list[int] = []
     channel = grpc.insecure_channel(target)
     watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=SERVICE))
@@ -82,7 +66,7 @@ def test_health_turns_not_serving_as_shutdown_begins(containerd: PrivateContaine
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    assert _wait_for(lambda: seen[-1:] == [health_pb2.HealthCheckResponse.SERVING])
+    assert wait_until(lambda: seen[-1:] == [health_pb2.HealthCheckResponse.SERVING])
     thread.stop(grace=2)
     reader.join(10)
     channel.close()
@@ -105,14 +89,7 @@ def test_reflection_lists_and_describes_the_service(server: Server) -> None:
 def _raw_error(target: str, request: pb.RemoveImageRequest) -> tuple[grpc.StatusCode, error_details_pb2.ErrorInfo]:
     with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as caught:
         pb_grpc.ImageRemovalServiceStub(channel).RemoveImage(request, timeout=10)
-    error = caught.value
-    metadata: list[tuple[str, bytes]] = list(error.trailing_metadata() or ())  # type: ignore[arg-type]
-    trailer = dict(metadata)["grpc-status-details-bin"]
-    status = status_pb2.Status.FromString(trailer)
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    assert status.code == error.code().value[0]
-    return error.code(), info
+    return caught.value.code(), error_info(caught.value)  # from_call checks the Status's code is the call's
 
 
 @pytest.mark.parametrize(
@@ -164,7 +141,7 @@ def test_each_phase_is_a_span_in_order(server: Server, client: ImageRemovalClien
     server.spans.clear()
     client.remove("traced", namespace=ns)
     # The events span ends just after the reply (events are published from a queue): wait for it.
-    assert _wait_for(lambda: any(s.name == telemetry.SPAN_EVENTS for s in server.spans.get_finished_spans()))
+    assert wait_until(lambda: any(s.name == telemetry.SPAN_EVENTS for s in server.spans.get_finished_spans()))
     spans = [s for s in server.spans.get_finished_spans() if (s.attributes or {}).get(telemetry.ATTR_NAMESPACE) == ns]
     assert [s.name for s in spans] == [
         telemetry.SPAN_RESOLVE,
@@ -212,10 +189,7 @@ def test_garbled_or_oversized_requests_are_invalid_argument(server: Server, payl
             call(payload, timeout=10)
     error = caught.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    metadata: list[tuple[str, bytes]] = list(error.trailing_metadata() or ())  # type: ignore[arg-type]
-    status = status_pb2.Status.FromString(dict(metadata)["grpc-status-details-bin"])
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info) and info.reason == reason
+    assert error_info(error).reason == reason
 
 
 def test_a_conflict_carries_precondition_failure_and_resource_info(server: Server, store: Store, ns: str) -> None:
@@ -226,8 +200,7 @@ def test_a_conflict_carries_precondition_failure_and_resource_info(server: Serve
     )
     with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as caught:
         pb_grpc.ImageRemovalServiceStub(channel).RemoveImage(pb.RemoveImageRequest(image=image_id, namespace=ns))
-    metadata: list[tuple[str, bytes]] = list(caught.value.trailing_metadata() or ())  # type: ignore[arg-type]
-    status = status_pb2.Status.FromString(dict(metadata)["grpc-status-details-bin"])
+    status = status_of(caught.value)
     failure, resource = error_details_pb2.PreconditionFailure(), error_details_pb2.ResourceInfo()
     assert status.details[1].Unpack(failure) and status.details[2].Unpack(resource)
     assert [(v.type, v.subject) for v in failure.violations] == [("MULTIPLE_REFERENCES", f"image/{image_id}")]

@@ -10,11 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from imageremoval.server.containerd.daemon import terminate
+
+from .waiting import wait_until
 
 _SERVING = re.compile(r"serving imageremoval\.v1\.ImageRemovalService on 127\.0\.0\.1:(\d+)")
 
@@ -25,15 +26,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
-
-
-def _wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 class ServerProcess:
@@ -47,7 +39,8 @@ class ServerProcess:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         self.port = 0
-        _wait_for(self._read_port, 30, f"the server to listen (see {self.log})")
+        if not wait_until(self._read_port, 30, ignoring=()):
+            raise RuntimeError(f"timed out waiting for the server to listen (see {self.log})")
 
     def _read_port(self) -> bool:
         if self.process.poll() is not None:
@@ -85,7 +78,8 @@ class Nginx:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for(self._listening, 15, f"nginx to listen (see {self.error_log})")
+        if not wait_until(self._listening, 15, ignoring=()):
+            raise RuntimeError(f"timed out waiting for nginx to listen (see {self.error_log})")
 
     def _listening(self) -> bool:
         if self.process.poll() is not None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -15,6 +17,7 @@ from imageremoval.server.app import App, create_server
 from imageremoval.server.config import ServerConfig
 
 REPO = Path(__file__).resolve().parent.parent.parent
+SERVICE = "imageremoval.v1.ImageRemovalService"
 
 
 class ServerThread:
@@ -51,3 +54,17 @@ class Server:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.thread.port}"
+
+
+def serve(address: str, config: ServerConfig, **options: Any) -> ServerThread:
+    """A server of the test's own on containerd at `address`, traced nowhere."""
+    return ServerThread(config, address, TracerProvider(), **options)
+
+
+def health(where: grpc.Channel | str, service: str = SERVICE) -> int:
+    """The health status the server reports for `service` (a channel, or a target to open one to)."""
+    if isinstance(where, str):
+        with grpc.insecure_channel(where) as channel:
+            return health(channel, service)
+    reply = health_pb2_grpc.HealthStub(where).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return int(reply.status)

@@ -1,11 +1,8 @@
-"""Usage-tracking servers of a test's own, and the polling their asynchronous writes need."""
+"""Usage-tracking servers of a test's own, and the images and labels their tests build."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
-from typing import TypeVar
 
 from google.protobuf import field_mask_pb2
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,23 +16,13 @@ from .images import Layer, Manifest, file_layer, manifest
 from .interceptors import RecordingInterceptor
 from .server import ServerThread
 from .store import Store
+from .waiting import eventually
 
-_T = TypeVar("_T")
 DAY_NS = 86_400 * 1_000_000_000
 
 
 def lib(name: str) -> str:
     return f"docker.io/library/{name}"
-
-
-def eventually(probe: Callable[[], _T | None], what: str, attempts: int = 200) -> _T:
-    """Poll a condition the server reaches asynchronously (events, sweeps); bounded, not timed."""
-    for _ in range(attempts):
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 class Tracked:
