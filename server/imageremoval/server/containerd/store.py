@@ -49,7 +49,6 @@ from imageremoval.server.telemetry.names import (
 _log = logging.getLogger(__name__)
 
 NAMESPACE_HEADER = "containerd-namespace"
-LEASE_HEADER = "containerd-lease"
 MAX_METADATA_BLOB = 4 * 1024 * 1024  # indexes, manifests and configs are small; refuse to buffer more
 # containerd's client labels every lease with an expiry (containerd.io/gc.expire); ours do too, so a lease
 # orphaned by a crash (ours or containerd's) stops holding content once it expires (issue 9 item 11).
@@ -141,9 +140,7 @@ class ContainerdStore:
             raise DeadlineExceeded(f"deadline exceeded before calling containerd ({what})", {"operation": what})
         return min(self._stubs.call_timeout, left)
 
-    def _metadata(self, lease: str | None = None) -> tuple[tuple[str, str], ...]:
-        if lease:
-            return ((NAMESPACE_HEADER, self._namespace), (LEASE_HEADER, lease))
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
         return ((NAMESPACE_HEADER, self._namespace),)
 
     async def _unary(self, what: str, call: Any, request: Any) -> Any:
